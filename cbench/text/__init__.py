@@ -1,0 +1,1 @@
+"""Text: the sentencepiece tokenizer shared by base model, harness and synthesis."""
