@@ -1,0 +1,1 @@
+"""Decoder-only transformer LMs: configs, the linen module, a name registry."""

@@ -1,0 +1,58 @@
+"""Model construction by config: the one place that builds and inits models.
+
+`make_model(config)` returns the linen module; `init_params(config, rng)`
+returns plain (unboxed) float parameters on the default device. For
+parameters born sharded over a mesh use
+`cbench.parallel.rules.init_params_sharded`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cbench.models import config as config_lib
+from cbench.models.transformer import Transformer
+
+PyTree = Any
+
+
+def make_model(config: config_lib.ModelConfig) -> Transformer:
+  return Transformer(config)
+
+
+def get_model(name: str, vocab_size: int, **overrides
+              ) -> tuple[Transformer, config_lib.ModelConfig]:
+  """The named model (see `cbench.models.config.MODEL_NAMES`) and config."""
+  config = config_lib.get_model_config(name, vocab_size, **overrides)
+  return make_model(config), config
+
+
+def boxed_init(config: config_lib.ModelConfig, rng: jax.Array,
+               model: nn.Module | None = None) -> PyTree:
+  """``{'params': ...}`` with `nn.LogicallyPartitioned` leaves (for sharding).
+
+  `model` defaults to ``make_model(config)``.
+  """
+  model = make_model(config) if model is None else model
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return {"params": model.init(rng, tokens)["params"]}
+
+
+def init_params(config: config_lib.ModelConfig, rng: jax.Array) -> PyTree:
+  """Plain parameter pytree (unsharded; jitted)."""
+  init = jax.jit(lambda r: nn.unbox(boxed_init(config, r))["params"])
+  return init(rng)
+
+
+def logical_axes(config: config_lib.ModelConfig) -> PyTree:
+  """PartitionSpecs of logical axis names, one per parameter (no compute)."""
+  abstract = jax.eval_shape(lambda r: boxed_init(config, r), jax.random.key(0))
+  return nn.get_partition_spec(abstract)["params"]
+
+
+def param_count(params: PyTree) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(params)))
