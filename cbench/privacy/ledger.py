@@ -1,0 +1,299 @@
+"""Write-ahead privacy ledger: an append-only, hash-chained JSON Lines file.
+
+Line 1 is the header; every later line is one charge:
+
+    {"kind": "header", "header": {...}, "prev": "", "hash": H0}
+    {"kind": "charge", "seq": 0, "id": "step:0", "event": {...},
+     "meta": {...}, "config_hash": "...", "prev": H0, "hash": H1}
+
+`hash` = sha256 of the canonical JSON of the record without `hash`; `prev` is
+the previous record's hash, so editing, dropping or reordering any line breaks
+the chain and `Ledger.open` refuses the file.
+
+Protocol (write-ahead): call `charge(entry_id, event)` BEFORE releasing the
+output it pays for (a checkpoint, a flushed synthetic record). `charge`
+appends, flushes and fsyncs before it returns. Re-charging an id with the
+same content is a no-op (a resumed run that replays the same step with the
+same keys pays nothing); the same id with different content raises (a re-run
+with fresh noise must use a new id and pays again). A torn last line (a crash
+inside `charge`, before it returned) is dropped on open: its output was never
+released.
+
+The header binds the run: relation, sampler, accountant, delta, config hash,
+and library versions. `Ledger.open` refuses to resume when any field but the
+versions differs. `epsilon(delta)` is recomputed from the persisted events by
+a fresh accountant. Entries are generic (`entry_id` may be a step or a
+document id), so DP-SGD and private-prediction synthesis share this format.
+A single writer per file is enforced with an exclusive `flock`.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+from typing import Any, Mapping, Optional, Union
+
+from dp_accounting import dp_event as dpe
+
+from cbench._validate import CbenchError, check, one_of
+from cbench.io.files import atomic_open
+from cbench.privacy import accounting
+from cbench.privacy import relations
+
+FORMAT = "cbench.privacy_ledger/1"
+REQUIRED_HEADER = ("relation", "sampler", "accountant", "delta",
+                   "config_hash")
+
+
+def _canonical(obj: Any) -> str:
+  return json.dumps(obj, sort_keys=True, separators=(",", ":"),
+                    ensure_ascii=True, allow_nan=False)
+
+
+def _hash(record: Mapping) -> str:
+  body = {k: v for k, v in record.items() if k != "hash"}
+  return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+def library_versions() -> dict:
+  out = {}
+  for name in ("jax", "dp-accounting", "numpy"):
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
+def make_header(*, relation: str, sampler: Union[str, Mapping],
+                accountant: str, delta: float, config_hash: str,
+                config: Optional[Mapping] = None,
+                value_discretization_interval: float = accounting.DEFAULT_VDI,
+                **extra) -> dict:
+  """A validated header dict for `Ledger.open` (extra fields are allowed)."""
+  relations.check_relation(relation)
+  one_of("accountant", accountant, accounting.ACCOUNTANTS)
+  check(0.0 < delta < 1.0, f"Expected 0 < delta={delta} < 1.")
+  header = {"format": FORMAT, "relation": relation,
+            "sampler": sampler if isinstance(sampler, str) else dict(sampler),
+            "accountant": accountant, "delta": float(delta),
+            "config_hash": str(config_hash),
+            "value_discretization_interval":
+                float(value_discretization_interval),
+            "versions": library_versions()}
+  if config is not None:
+    header["config"] = dict(config)
+  header.update(extra)
+  _canonical(header)  # raises on non-JSON values (e.g. NaN)
+  return header
+
+
+class Ledger:
+  """Append-only privacy ledger; use `Ledger.open`."""
+
+  def __init__(self, path: str, header: dict, header_hash: str,
+               records: list, fh):
+    self.path = path
+    self.header = header
+    self._records = records          # charge records, in order
+    self._by_id = {r["id"]: r for r in records}
+    self._last_hash = records[-1]["hash"] if records else header_hash
+    self._fh = fh
+
+  # ----------------------------------------------------------------- open
+  @classmethod
+  def open(cls, path: str, header: Mapping) -> "Ledger":
+    """Creates the ledger, or resumes it if its header matches `header`.
+
+    Raises:
+      CbenchError: the header (other than `versions`) differs, the hash chain
+        does not verify, or another process holds the file.
+    """
+    header = dict(header)
+    header.setdefault("format", FORMAT)
+    header.setdefault("versions", library_versions())
+    header.setdefault("value_discretization_interval",
+                      accounting.DEFAULT_VDI)
+    missing = [k for k in REQUIRED_HEADER if k not in header]
+    if missing:
+      raise CbenchError(f"Ledger header for {path} lacks {missing}.")
+    if not os.path.exists(path):
+      rec = {"kind": "header", "header": header, "prev": ""}
+      rec["hash"] = _hash(rec)
+      with atomic_open(path) as f:
+        f.write(_canonical(rec) + "\n")
+      _fsync_dir(path)
+    fh = open(path, "r+b")
+    try:
+      fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+      fh.close()
+      raise CbenchError(f"Ledger {path} is open in another process.") from e
+    try:
+      head, records = _read_and_verify(path, fh)
+      _check_same_header(path, head["header"], header)
+    except BaseException:
+      fh.close()
+      raise
+    fh.seek(0, os.SEEK_END)
+    return cls(path, head["header"], head["hash"], records, fh)
+
+  def close(self) -> None:
+    if self._fh is not None:
+      self._fh.close()
+      self._fh = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  # --------------------------------------------------------------- charge
+  def charge(self, entry_id: Union[str, int],
+             event: Union[dpe.DpEvent, Mapping],
+             meta: Optional[Mapping] = None) -> bool:
+    """Durably records one charge BEFORE its output is released.
+
+    Args:
+      entry_id: step number or record id (unique per released output).
+      event: a `DpEvent` or its `accounting.event_to_dict` form.
+      meta: optional JSON-able details (e.g. a noise-key fingerprint, so a
+        re-run of the same id with fresh noise is refused as a conflict).
+
+    Returns:
+      True if appended, False if an identical charge was already recorded.
+
+    Raises:
+      CbenchError: same id with different content, or a closed ledger.
+    """
+    if self._fh is None:
+      raise CbenchError(f"Ledger {self.path} is closed.")
+    eid = str(entry_id)
+    ev = (accounting.event_to_dict(event) if isinstance(event, dpe.DpEvent)
+          else dict(event))
+    accounting.event_from_dict(ev)  # validates the event
+    content = {"id": eid, "event": ev, "meta": dict(meta or {}),
+               "config_hash": self.header["config_hash"]}
+    old = self._by_id.get(eid)
+    if old is not None:
+      if all(_canonical(old[k]) == _canonical(content[k]) for k in content):
+        return False
+      raise CbenchError(
+          f"Ledger {self.path}: entry {eid!r} is already charged with "
+          "different content; a re-run with fresh randomness needs a new id.")
+    rec = {"kind": "charge", "seq": len(self._records), **content,
+           "prev": self._last_hash}
+    rec["hash"] = _hash(rec)
+    self._fh.write((_canonical(rec) + "\n").encode())
+    self._fh.flush()
+    os.fsync(self._fh.fileno())
+    self._records.append(rec)
+    self._by_id[eid] = rec
+    self._last_hash = rec["hash"]
+    return True
+
+  # ---------------------------------------------------------------- query
+  @property
+  def count(self) -> int:
+    """Number of charges recorded."""
+    return len(self._records)
+
+  def has(self, entry_id: Union[str, int]) -> bool:
+    return str(entry_id) in self._by_id
+
+  @property
+  def entry_ids(self) -> list[str]:
+    return [r["id"] for r in self._records]
+
+  def composed_event(self) -> dpe.DpEvent:
+    """All charged events, identical ones grouped as SelfComposed."""
+    groups = collections.Counter(_canonical(r["event"]) for r in self._records)
+    events = []
+    for blob, n in sorted(groups.items()):
+      ev = accounting.event_from_dict(json.loads(blob))
+      events.append(ev if n == 1 else dpe.SelfComposedDpEvent(ev, n))
+    if not events:
+      return dpe.NoOpDpEvent()
+    return events[0] if len(events) == 1 else dpe.ComposedDpEvent(events)
+
+  def epsilon(self, delta: Optional[float] = None) -> float:
+    """Epsilon recomputed by a fresh accountant from the persisted events."""
+    d = self.header["delta"] if delta is None else delta
+    if not self._records:
+      return 0.0
+    return accounting.epsilon(
+        self.composed_event(), d, self.header["relation"],
+        self.header["accountant"],
+        self.header["value_discretization_interval"])
+
+  def summary(self) -> dict:
+    """Public report fields: epsilon, delta, relation, sampler, versions."""
+    eps = self.epsilon()
+    return {"epsilon": eps if math.isfinite(eps) else "inf",
+            "delta": self.header["delta"], "charges": self.count,
+            "relation": self.header["relation"],
+            "sampler": self.header["sampler"],
+            "accountant": self.header["accountant"],
+            "versions": self.header["versions"],
+            "config_hash": self.header["config_hash"]}
+
+
+def _fsync_dir(path: str) -> None:
+  fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _read_and_verify(path: str, fh) -> tuple[dict, list]:
+  """Returns (header record, charge records) of a verified file."""
+  fh.seek(0)
+  data = fh.read()
+  lines = data.split(b"\n")
+  tail = lines.pop()  # bytes after the last newline ('' if none)
+  good_end = len(data) - len(tail)
+  if tail:
+    # A crash inside charge(): the line was never acknowledged. Drop it.
+    fh.truncate(good_end)
+    fh.flush()
+    os.fsync(fh.fileno())
+  if not lines:
+    raise CbenchError(f"Ledger {path} has no header line.")
+  records = []
+  prev = ""
+  for i, raw in enumerate(lines):
+    try:
+      rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+      raise CbenchError(f"Ledger {path}:{i + 1}: corrupt record ({e}).")
+    if not isinstance(rec, dict) or rec.get("prev") != prev \
+        or rec.get("hash") != _hash(rec):
+      raise CbenchError(
+          f"Ledger {path}:{i + 1}: hash chain does not verify (tampered or "
+          "reordered).")
+    want = "header" if i == 0 else "charge"
+    if rec.get("kind") != want or (i > 0 and rec.get("seq") != i - 1):
+      raise CbenchError(f"Ledger {path}:{i + 1}: expected a {want} record.")
+    prev = rec["hash"]
+    records.append(rec)
+  ids = [r["id"] for r in records[1:]]
+  if len(set(ids)) != len(ids):
+    raise CbenchError(f"Ledger {path}: duplicate entry ids.")
+  return records[0], records[1:]
+
+
+def _check_same_header(path: str, stored: Mapping, new: Mapping) -> None:
+  keys = (set(stored) | set(new)) - {"versions"}
+  diff = sorted(k for k in keys
+                if _canonical(stored.get(k)) != _canonical(new.get(k)))
+  if diff:
+    raise CbenchError(
+        f"Ledger {path} was written for a different run (fields {diff} "
+        "differ); refusing to resume. Use a new ledger path.")
