@@ -1,0 +1,490 @@
+"""Private-prediction samplers for the shared decoder.
+
+Every class implements `cbench.decoding.sampler_protocol.Sampler`: the
+decoder hands ``logits [num_groups, s + 1, V]`` (rows 0..s-1 are the
+private prompts of one batch, row s the public prompt) and gets one token
+per group. All randomness comes from the step key; all control flow is
+`jnp.where` (no data-dependent Python branches, no `lax.cond`), so the
+jaxpr of `next_tokens` has the same shape for every dataset.
+
+Samplers and their accounting (`cbench.privacy.pp_accounting`):
+
+* `ExpMechSampler`: every token ~ softmax(clipped_mean / tau) (the
+  exponential mechanism); stops after `max_private_tokens`.
+* `SvtPrivatePredictionSampler`: Amin et al. 2024 with the sparse vector
+  test. Distance d = ||(1/s) sum_i softmax(z_i) - softmax(z_pub)||_1 (the
+  per-row-softmax p-bar, sensitivity 1/s per row unit). d-hat = d +
+  Lap(2 sigma) against theta-hat = theta + Lap(sigma): above -> private EM
+  token, count += 1, theta-hat re-noised; below -> public token ~
+  softmax(z_pub / tau_pub) (optionally truncated to the top-k of the PUBLIC
+  logits), free. Stops when count reaches r.
+* `InvisibleInkSampler`: softmax(DClip / tau) on the public Top-k+ set;
+  every token private; stops after `max_tokens`.
+* `MedianSampler`: softmax(lower median of clipped logits / tau); tracks the
+  ex-post per-token bound (max_j down_j + max_j up_j)/tau and its sum.
+* `PublicOnlySampler`: the public row alone (eps = 0).
+
+Exact sampling: private tokens are drawn by Gumbel-max with the
+high-resolution Gumbel of `cbench.synthesis.gumbel`; for clipped mechanisms
+(scaled range <= 2c/tau) `next_tokens` checks at trace time that the range
+is within the exactly-sampled limit for the vocabulary (`check_exact_range`).
+InvisibleInk's scaled logits contain the public logits (unbounded range):
+tokens the public model gives probability below ~V 2^-95 are not sampled
+faithfully, a data-independent tail we do not charge.
+
+Streams and state: the decoder calls the sampler for every group at every
+step, finished ones included, and ends a stream on EOS/stop ids, on the
+sampler's `stop`, or at max length. The sampler keeps its own ``done`` flag
+(set by its `stop` and by `end_token_ids`, which must list the decoder's
+eos/stop ids) and freezes the state of finished streams, so counts and
+ex-post sums cover exactly the tokens the decoder keeps.
+
+Padding rows: `init_state(..., row_mask)` marks null rows (contribute 0; the
+zero-out relation needs them). The shared decoder calls ``init_state(g,
+key)`` without a mask, i.e. every private row counts; pad a short batch with
+the public prompt and account it under 'add_remove' (see pp_accounting).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from cbench._validate import CbenchError, check, positive
+from cbench.privacy import pp_accounting
+from cbench.synthesis import aggregation, gumbel
+
+
+class PrivateState(NamedTuple):
+  """Per-stream state (all arrays have leading dim num_groups).
+
+  Attributes:
+    private_count: int32, private (charged) tokens emitted while live.
+    threshold: float32, the current noisy SVT threshold (0 without SVT).
+    done: bool, the stream has ended (sampler stop or an end token).
+    steps: int32, tokens emitted while live (including the ending one).
+    last_private: bool, whether the last live token was private.
+    expost_epsilon: float32, median only: sum of ex-post per-token bounds.
+    max_token_expost: float32, median only: largest per-token bound.
+    row_mask: bool ``[num_groups, s]``: False rows are null rows.
+  """
+
+  private_count: jax.Array
+  threshold: jax.Array
+  done: jax.Array
+  steps: jax.Array
+  last_private: jax.Array
+  expost_epsilon: jax.Array
+  max_token_expost: jax.Array
+  row_mask: jax.Array
+
+
+def _init_state(num_groups: int, batch_size: int, row_mask, threshold=None
+                ) -> PrivateState:
+  g = num_groups
+  if row_mask is None:
+    row_mask = jnp.ones((g, batch_size), jnp.bool_)
+  row_mask = jnp.asarray(row_mask, jnp.bool_)
+  if row_mask.shape != (g, batch_size):
+    raise CbenchError(f"Expected row_mask of shape {(g, batch_size)}; got "
+                      f"{row_mask.shape}.")
+  zf = jnp.zeros((g,), jnp.float32)
+  return PrivateState(
+      private_count=jnp.zeros((g,), jnp.int32),
+      threshold=zf if threshold is None else threshold.astype(jnp.float32),
+      done=jnp.zeros((g,), jnp.bool_), steps=jnp.zeros((g,), jnp.int32),
+      last_private=jnp.zeros((g,), jnp.bool_), expost_epsilon=zf,
+      max_token_expost=zf, row_mask=row_mask)
+
+
+def with_row_mask(state: PrivateState, row_mask) -> PrivateState:
+  """The state with a new null-row mask ``[num_groups, s]``."""
+  row_mask = jnp.asarray(row_mask, jnp.bool_)
+  if row_mask.shape != state.row_mask.shape:
+    raise CbenchError(f"Expected row_mask of shape {state.row_mask.shape}; "
+                      f"got {row_mask.shape}.")
+  return state._replace(row_mask=row_mask)
+
+
+def _split_rows(logits: jax.Array, batch_size: int, dtype
+                ) -> tuple[jax.Array, jax.Array]:
+  if logits.ndim != 3 or logits.shape[1] != batch_size + 1:
+    raise CbenchError(
+        f"Expected logits [num_groups, batch_size + 1 = {batch_size + 1}, "
+        f"vocab] (s private rows, public row last); got {logits.shape}.")
+  logits = logits.astype(dtype)
+  return logits[:, :batch_size], logits[:, batch_size]
+
+
+def _is_end(tokens: jax.Array, end_token_ids: tuple[int, ...]) -> jax.Array:
+  if not end_token_ids:
+    return jnp.zeros(tokens.shape, jnp.bool_)
+  ids = jnp.asarray(end_token_ids, jnp.int32)
+  return jnp.any(tokens[:, None] == ids[None, :], axis=1)
+
+
+def _advance(state: PrivateState, tokens: jax.Array, private_now: jax.Array,
+             stop_now: jax.Array, end_token_ids: tuple[int, ...],
+             threshold: Optional[jax.Array] = None,
+             token_expost: Optional[jax.Array] = None
+             ) -> tuple[jax.Array, PrivateState]:
+  """Updates live streams only; returns (stop, new state)."""
+  live = ~state.done
+  private_now = private_now & live
+  count = state.private_count + private_now.astype(jnp.int32)
+  steps = state.steps + live.astype(jnp.int32)
+  stop = stop_now(count, steps)
+  done = state.done | (live & (stop | _is_end(tokens, end_token_ids)))
+  thr = state.threshold if threshold is None else jnp.where(
+      live, threshold, state.threshold)
+  expost, max_tok = state.expost_epsilon, state.max_token_expost
+  if token_expost is not None:
+    te = jnp.where(live, token_expost, 0.0)
+    expost = expost + te
+    max_tok = jnp.maximum(max_tok, te)
+  new = state._replace(
+      private_count=count, threshold=thr, done=done, steps=steps,
+      last_private=jnp.where(live, private_now, state.last_private),
+      expost_epsilon=expost, max_token_expost=max_tok)
+  return stop, new
+
+
+def sample_public(pub: jax.Array, key: jax.Array, temperature: float,
+                  top_k: int = 0) -> jax.Array:
+  """A token ~ softmax(pub/temperature), optionally on pub's own top-k."""
+  x = pub.astype(jnp.float32) / temperature
+  if 0 < top_k < x.shape[-1]:
+    kth = jax.lax.top_k(x, top_k)[0][..., top_k - 1:top_k]
+    x = jnp.where(x >= kth, x, -jnp.inf)
+  return jax.random.categorical(key, x, axis=-1).astype(jnp.int32)
+
+
+def svt_step(distance: jax.Array, noisy_threshold: jax.Array,
+             count: jax.Array, live: jax.Array, key: jax.Array, *,
+             threshold: float, svt_noise: float, max_private_tokens: int
+             ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """One sparse-vector comparison per stream (the audited primitive).
+
+  Args:
+    distance: ``[G]`` query values d (sensitivity f/s).
+    noisy_threshold: ``[G]`` current theta-hat.
+    count: ``[G]`` private tokens so far.
+    live: ``[G]`` streams still running.
+    key: PRNG key.
+    threshold: theta.
+    svt_noise: sigma; queries get Lap(2 sigma), thresholds Lap(sigma).
+    max_private_tokens: r; a stream with count >= r never answers above.
+
+  Returns:
+    ``(above, new_noisy_threshold, new_count)``; the threshold is re-noised
+    exactly where `above`.
+  """
+  k_q, k_t = jax.random.split(key)
+  shape = distance.shape
+  noisy = distance + 2.0 * svt_noise * jax.random.laplace(
+      k_q, shape, jnp.float32)
+  above = (noisy >= noisy_threshold) & live & (count < max_private_tokens)
+  fresh = threshold + svt_noise * jax.random.laplace(k_t, shape, jnp.float32)
+  return (above, jnp.where(above, fresh, noisy_threshold),
+          count + above.astype(jnp.int32))
+
+
+def _check_exact(clip: float, temperature: float, vocab: int,
+                 factor: float = 2.0) -> None:
+  gumbel.check_exact_range(factor * clip / temperature, vocab,
+                           what=f"{factor:g}*clip/temperature")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpMechSampler:
+  """Exponential mechanism on the clipped mean; every token private.
+
+  Attributes:
+    batch_size: s (group_size = s + 1; the public row is ignored).
+    clip: c of the recentred clip (inf: non-private).
+    temperature: tau.
+    max_private_tokens: r; the stream stops after r tokens.
+    relation: neighbouring relation of `account`.
+    end_token_ids: the decoder's eos/stop ids.
+    dtype: compute dtype of the aggregation.
+  """
+
+  batch_size: int
+  clip: float
+  temperature: float
+  max_private_tokens: int
+  relation: str = "add_remove"
+  end_token_ids: tuple[int, ...] = ()
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    check(self.batch_size >= 1, f"Expected batch_size={self.batch_size} >= 1.")
+    positive("clip", self.clip)
+    positive("temperature", self.temperature)
+    check(self.max_private_tokens >= 1,
+          f"Expected max_private_tokens={self.max_private_tokens} >= 1.")
+
+  def init_state(self, num_groups: int, key: jax.Array,
+                 row_mask=None) -> PrivateState:
+    del key
+    return _init_state(num_groups, self.batch_size, row_mask)
+
+  def scaled_logits(self, logits: jax.Array, state: PrivateState
+                    ) -> jax.Array:
+    """The exact logits the private token is drawn from: mean/tau."""
+    priv, _ = _split_rows(logits, self.batch_size, self.dtype)
+    mean = aggregation.clipped_mean(priv, self.clip, self.batch_size,
+                                    state.row_mask)
+    return mean / self.temperature
+
+  def next_tokens(self, logits, key, state):
+    _check_exact(self.clip, self.temperature, logits.shape[-1])
+    tokens = gumbel.sample_softmax(key, self.scaled_logits(logits, state))
+    r = self.max_private_tokens
+    stop, state = _advance(
+        state, tokens, jnp.ones(tokens.shape, jnp.bool_),
+        lambda count, steps: count >= r, self.end_token_ids)
+    return tokens, stop, state
+
+  def account(self, delta: float, docs_per_batch: int = 1):
+    params = pp_accounting.PrivatePredictionParams(
+        batch_size=self.batch_size, clip=self.clip,
+        temperature=self.temperature, svt_noise=None, threshold=0.0,
+        max_private_tokens=self.max_private_tokens, relation=self.relation)
+    return pp_accounting.account_private_prediction(params, delta,
+                                                    docs_per_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class SvtPrivatePredictionSampler:
+  """Amin et al. 2024: sparse-vector test between public and private tokens.
+
+  Attributes:
+    params: `PrivatePredictionParams` (s, c, tau, sigma, theta, r, tau_pub,
+      relation). ``svt_noise=None`` makes every token private.
+    public_top_k: truncate PUBLIC tokens to the public row's top-k (0: off).
+    end_token_ids: the decoder's eos/stop ids.
+    dtype: compute dtype of the aggregation.
+  """
+
+  params: pp_accounting.PrivatePredictionParams
+  public_top_k: int = 0
+  end_token_ids: tuple[int, ...] = ()
+  dtype: str = "float32"
+
+  def init_state(self, num_groups: int, key: jax.Array,
+                 row_mask=None) -> PrivateState:
+    p = self.params
+    thr = None
+    if p.svt_noise is not None:
+      thr = p.threshold + p.svt_noise * jax.random.laplace(
+          key, (num_groups,), jnp.float32)
+    return _init_state(num_groups, p.batch_size, row_mask, thr)
+
+  def scaled_logits(self, logits: jax.Array, state: PrivateState
+                    ) -> jax.Array:
+    """The exact logits a PRIVATE token is drawn from: mean/tau."""
+    p = self.params
+    priv, _ = _split_rows(logits, p.batch_size, self.dtype)
+    mean = aggregation.clipped_mean(priv, p.clip, p.batch_size,
+                                    state.row_mask)
+    return mean / p.temperature
+
+  def distance(self, logits: jax.Array, state: PrivateState) -> jax.Array:
+    """The SVT query d per group (before noise)."""
+    priv, pub = _split_rows(logits, self.params.batch_size, self.dtype)
+    return aggregation.svt_distance(priv, pub, self.params.batch_size,
+                                    state.row_mask)
+
+  def next_tokens(self, logits, key, state):
+    p = self.params
+    _check_exact(p.clip, p.temperature, logits.shape[-1])
+    _, pub = _split_rows(logits, p.batch_size, self.dtype)
+    k_svt, k_em, k_pub = jax.random.split(key, 3)
+    tok_priv = gumbel.sample_softmax(k_em, self.scaled_logits(logits, state))
+    r = p.max_private_tokens
+    if p.svt_noise is None:
+      above = jnp.ones(tok_priv.shape, jnp.bool_)
+      thr = None
+    else:
+      above, thr, _ = svt_step(
+          self.distance(logits, state), state.threshold,
+          state.private_count, ~state.done, k_svt, threshold=p.threshold,
+          svt_noise=p.svt_noise, max_private_tokens=r)
+    tok_pub = sample_public(pub, k_pub, p.public_temperature,
+                            self.public_top_k)
+    tokens = jnp.where(above, tok_priv, tok_pub)
+    stop, state = _advance(state, tokens, above,
+                           lambda count, steps: count >= r,
+                           self.end_token_ids, threshold=thr)
+    return tokens, stop, state
+
+  def account(self, delta: float, docs_per_batch: int = 1):
+    return pp_accounting.account_private_prediction(self.params, delta,
+                                                    docs_per_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class InvisibleInkSampler:
+  """InvisibleInk (Vinod et al. 2025): DClip + public Top-k+ set.
+
+  Attributes:
+    batch_size: B private rows (group_size = B + 1).
+    clip: C of the difference clip.
+    temperature: tau.
+    max_tokens: T; every token is private and the stream stops after T.
+    top_k: k of Top-k+ (0: the whole vocabulary).
+    relation: neighbouring relation of `account`.
+    end_token_ids: the decoder's eos/stop ids.
+    dtype: compute dtype of the aggregation.
+  """
+
+  batch_size: int
+  clip: float
+  temperature: float
+  max_tokens: int
+  top_k: int = 0
+  relation: str = "add_remove"
+  end_token_ids: tuple[int, ...] = ()
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    check(self.batch_size >= 1, f"Expected batch_size={self.batch_size} >= 1.")
+    positive("clip", self.clip)
+    positive("temperature", self.temperature)
+    check(self.max_tokens >= 1, f"Expected max_tokens={self.max_tokens} >= 1.")
+
+  def init_state(self, num_groups: int, key: jax.Array,
+                 row_mask=None) -> PrivateState:
+    del key
+    return _init_state(num_groups, self.batch_size, row_mask)
+
+  def scaled_logits(self, logits: jax.Array, state: PrivateState
+                    ) -> jax.Array:
+    """DClip/tau on Top-k+ (from public logits only), -inf elsewhere."""
+    priv, pub = _split_rows(logits, self.batch_size, self.dtype)
+    phi = aggregation.dclip_mean(priv, pub, self.clip, self.batch_size,
+                                 state.row_mask)
+    keep = aggregation.topk_plus_mask(pub, self.top_k, self.clip,
+                                      self.batch_size)
+    return jnp.where(keep, phi / self.temperature, -jnp.inf)
+
+  def next_tokens(self, logits, key, state):
+    tokens = gumbel.sample_softmax(key, self.scaled_logits(logits, state))
+    t = self.max_tokens
+    stop, state = _advance(
+        state, tokens, jnp.ones(tokens.shape, jnp.bool_),
+        lambda count, steps: steps >= t, self.end_token_ids)
+    return tokens, stop, state
+
+  def account(self, delta: float, docs_per_batch: int = 1):
+    return pp_accounting.account_invisible_ink(
+        self.clip, self.temperature, self.batch_size, self.max_tokens,
+        delta, self.relation, self.top_k, docs_per_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class MedianSampler:
+  """Coordinate-wise (lower) median of recentred-clipped logits.
+
+  Attributes:
+    batch_size: s private rows (group_size = s + 1; public row ignored).
+    clip: c of the recentred clip.
+    temperature: tau.
+    max_tokens: T; the stream stops after T tokens.
+    relation: reported relation (the worst case holds for all).
+    end_token_ids: the decoder's eos/stop ids.
+    dtype: compute dtype of the aggregation.
+
+  The state's ``expost_epsilon`` is the data-dependent ex-post pure bound
+  of the stream's realised privacy loss (see pp_accounting); it is NOT a
+  DP guarantee and is reported separately from the worst case.
+  """
+
+  batch_size: int
+  clip: float
+  temperature: float
+  max_tokens: int
+  relation: str = "add_remove"
+  end_token_ids: tuple[int, ...] = ()
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    check(self.batch_size >= 1, f"Expected batch_size={self.batch_size} >= 1.")
+    positive("clip", self.clip)
+    positive("temperature", self.temperature)
+    check(self.max_tokens >= 1, f"Expected max_tokens={self.max_tokens} >= 1.")
+
+  def init_state(self, num_groups: int, key: jax.Array,
+                 row_mask=None) -> PrivateState:
+    del key
+    return _init_state(num_groups, self.batch_size, row_mask)
+
+  def median_and_gaps(self, logits: jax.Array, state: PrivateState):
+    priv, _ = _split_rows(logits, self.batch_size, self.dtype)
+    return aggregation.clipped_median(priv, self.clip, state.row_mask)
+
+  def scaled_logits(self, logits: jax.Array, state: PrivateState
+                    ) -> jax.Array:
+    return self.median_and_gaps(logits, state)[0] / self.temperature
+
+  def next_tokens(self, logits, key, state):
+    _check_exact(self.clip, self.temperature, logits.shape[-1])
+    med, down, up = self.median_and_gaps(logits, state)
+    tokens = gumbel.sample_softmax(key, med / self.temperature)
+    token_expost = (jnp.max(down, axis=-1) + jnp.max(up, axis=-1)) / (
+        self.temperature)
+    t = self.max_tokens
+    stop, state = _advance(
+        state, tokens, jnp.ones(tokens.shape, jnp.bool_),
+        lambda count, steps: steps >= t, self.end_token_ids,
+        token_expost=token_expost)
+    return tokens, stop, state
+
+  def account(self, delta: float, expost_epsilons=None,
+              docs_per_batch: int = 1):
+    return pp_accounting.account_median(
+        self.clip, self.temperature, self.batch_size, self.max_tokens, delta,
+        self.relation, expost_epsilons, docs_per_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class PublicOnlySampler:
+  """The public row (last row of each group) alone: eps = 0.
+
+  Attributes:
+    temperature: tau_pub.
+    top_k: truncation to the public row's top-k (0: off).
+    end_token_ids: the decoder's eos/stop ids.
+  """
+
+  temperature: float = 1.0
+  top_k: int = 0
+  end_token_ids: tuple[int, ...] = ()
+
+  def __post_init__(self):
+    positive("temperature", self.temperature)
+
+  def init_state(self, num_groups: int, key: jax.Array,
+                 row_mask=None) -> PrivateState:
+    del key
+    width = 0 if row_mask is None else jnp.asarray(row_mask).shape[1]
+    return _init_state(num_groups, width, row_mask)
+
+  def next_tokens(self, logits, key, state):
+    if logits.ndim != 3:
+      raise CbenchError(f"Expected logits [groups, rows, vocab]; got "
+                        f"{logits.shape}.")
+    tokens = sample_public(logits[:, -1], key, self.temperature, self.top_k)
+    stop, state = _advance(
+        state, tokens, jnp.zeros(tokens.shape, jnp.bool_),
+        lambda count, steps: jnp.zeros(count.shape, jnp.bool_),
+        self.end_token_ids)
+    return tokens, stop, state
+
+  def account(self, delta: float):
+    return pp_accounting.account_public_only(delta)
