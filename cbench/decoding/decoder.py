@@ -146,6 +146,13 @@ def _generate(params, tokens, key, max_new, *, config, sampler, group_size,
   return out, lengths, sstate, step
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _first_columns(x, n):
+  # Jitted with a static bound: an eager x[:, :n] would transfer the index
+  # from the host, which a transfer guard forbids.
+  return x[:, :n]
+
+
 def generate(params: PyTree, config: ModelConfig, prompt_tokens,
              max_new_tokens: int, sampler, key: jax.Array, *,
              group_size: int = 1, eos_id: int = 3,
@@ -203,14 +210,20 @@ def generate(params: PyTree, config: ModelConfig, prompt_tokens,
   width = _round_up(longest, prompt_bucket)
   tokens = np.pad(tokens[:, p - longest:], ((0, 0), (width - longest, 0)),
                   constant_values=pad_id).astype(np.int32)
+  # Explicit transfers, so this works under jax_transfer_guard="disallow".
+  max_new = np.int32(max_new_tokens)
   if mesh is not None:
     spec = PartitionSpec("data") if n % mesh.shape["data"] == 0 else (
         PartitionSpec())
     tokens = jax.device_put(tokens, NamedSharding(mesh, spec))
+    max_new, key = jax.device_put((max_new, key),
+                                  NamedSharding(mesh, PartitionSpec()))
+  else:
+    tokens, max_new = jax.device_put((tokens, max_new))
   buf_len = _round_up(max_new_tokens, new_tokens_bucket)
   out, lens, sstate, steps = _generate(
-      params, tokens, key, jnp.int32(max_new_tokens), config=config,
+      params, tokens, key, max_new, config=config,
       sampler=sampler, group_size=group_size, eos_id=int(eos_id),
       stop_ids=tuple(int(s) for s in stop_token_ids), pad_id=int(pad_id),
       buf_len=buf_len)
-  return DecodeResult(out[:, :max_new_tokens], lens, sstate, steps)
+  return DecodeResult(_first_columns(out, max_new_tokens), lens, sstate, steps)

@@ -189,6 +189,15 @@ def test_sharded_rows_give_the_same_tokens(setup):
                        jax.random.key(0), eos_id=NO_EOS, mesh=mesh)
   np.testing.assert_array_equal(a.tokens, b.tokens)
   assert len(b.tokens.sharding.device_set) == 8
+  # No implicit transfers (trainers run with the guard on).
+  key = jax.random.key(0)
+  with jax.transfer_guard("disallow"):
+    c = decoder.generate(sharded, config, prompts, 6, samplers.Greedy(), key,
+                         eos_id=NO_EOS, mesh=mesh)
+    d = decoder.generate(params, config, prompts, 6, samplers.Greedy(), key,
+                         eos_id=NO_EOS)
+  np.testing.assert_array_equal(c.tokens, a.tokens)
+  np.testing.assert_array_equal(d.tokens, a.tokens)
 
 
 class _StubTokenizer:

@@ -201,3 +201,24 @@ def test_cross_entropy_loss():
   np.testing.assert_allclose(
       full[1], -np.mean([logp[1, t, targets[1, t]] for t in range(5)]),
       rtol=1e-6)
+
+
+def test_remat_gives_same_loss_grads_and_intermediates(setup):
+  config, params, model = setup
+  tokens = jnp.asarray(np.random.default_rng(5).integers(4, VOCAB, (2, 6)),
+                       jnp.int32)
+  remat = tf.Transformer(config.replace(remat=True))
+
+  def loss(m, p):
+    logits, state = m.apply({"params": p}, tokens, mutable=["intermediates"])
+    return jnp.mean(tf.cross_entropy_loss(logits, tokens)[0]), state
+
+  grad = lambda m: jax.jit(jax.value_and_grad(lambda p: loss(m, p),
+                                              has_aux=True))
+  (l0, s0), g0 = grad(model)(params)
+  (l1, s1), g1 = grad(remat)(params)
+  np.testing.assert_allclose(l0, l1, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               g0, g1)
+  assert (jax.tree.structure(s0) == jax.tree.structure(s1))
+  assert "inputs" in s1["intermediates"]["blocks_0"]["mlp"]["up"]
