@@ -146,6 +146,17 @@ def _generate(params, tokens, key, max_new, *, config, sampler, group_size,
   return out, lengths, sstate, step
 
 
+def _onto_mesh(params: PyTree, mesh: Mesh) -> PyTree:
+  """Replicates onto `mesh` any parameter that lives elsewhere."""
+  devices = set(mesh.devices.flat)
+
+  def put(x):
+    on_mesh = isinstance(x, jax.Array) and x.sharding.device_set == devices
+    return x if on_mesh else jax.device_put(
+        x, NamedSharding(mesh, PartitionSpec()))
+  return jax.tree.map(put, params)
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _first_columns(x, n):
   # Jitted with a static bound: an eager x[:, :n] would transfer the index
@@ -174,7 +185,8 @@ def generate(params: PyTree, config: ModelConfig, prompt_tokens,
     eos_id: ends a stream.
     stop_token_ids: more ids that end a stream (e.g. the newline id).
     mesh: if given, rows are sharded over its 'data' axis (replicated when
-      the row count is not a multiple of it).
+      the row count is not a multiple of it). Parameters already on the
+      mesh keep their sharding; others are replicated onto it.
     pad_id: padding id of `prompt_tokens`.
     prompt_bucket: P is left-padded up to a multiple of this.
     new_tokens_bucket: the output buffer is a multiple of this.
@@ -216,8 +228,9 @@ def generate(params: PyTree, config: ModelConfig, prompt_tokens,
     spec = PartitionSpec("data") if n % mesh.shape["data"] == 0 else (
         PartitionSpec())
     tokens = jax.device_put(tokens, NamedSharding(mesh, spec))
-    max_new, key = jax.device_put((max_new, key),
-                                  NamedSharding(mesh, PartitionSpec()))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    max_new, key = jax.device_put((max_new, key), replicated)
+    params = _onto_mesh(params, mesh)
   else:
     tokens, max_new = jax.device_put((tokens, max_new))
   buf_len = _round_up(max_new_tokens, new_tokens_bucket)

@@ -196,8 +196,12 @@ def test_sharded_rows_give_the_same_tokens(setup):
                          eos_id=NO_EOS, mesh=mesh)
     d = decoder.generate(params, config, prompts, 6, samplers.Greedy(), key,
                          eos_id=NO_EOS)
+    # Single-device parameters are replicated onto the mesh.
+    e = decoder.generate(params, config, prompts, 6, samplers.Greedy(), key,
+                         eos_id=NO_EOS, mesh=mesh)
   np.testing.assert_array_equal(c.tokens, a.tokens)
   np.testing.assert_array_equal(d.tokens, a.tokens)
+  np.testing.assert_array_equal(e.tokens, a.tokens)
 
 
 class _StubTokenizer:
