@@ -634,4 +634,4 @@ class Renderer:
       return f"Mass: {self.weight(c)}."
     if f == "height":
       return f"Height: {self.height(c)}."
-    return f"{_STAT_LABELS[f][0]}: {self.num(c.stat(f))}."
+    return f"{_cap(_STAT_LABELS[f][0])}: {self.num(c.stat(f))}."
