@@ -1,0 +1,84 @@
+"""The standardized fine-tune: any JSONL of {"text"} records, fixed recipe.
+
+The base model's tokenizer, config and few-shot exemplars are copied into the
+fine-tuned model directory, so it is a complete model directory that
+`score_qa` reads on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+from cbench._validate import CbenchError
+from cbench.harness import model_store
+from cbench.harness.lm_train import TrainRecipe, train_lm
+from cbench.io import files
+from cbench.parallel import mesh as mesh_lib
+from cbench.parallel import rules
+from cbench.train import text_data
+
+log = logging.getLogger("cbench")
+
+
+def finetune(base_dir: str, corpus_path: str, workdir: str,
+             recipe: TrainRecipe, *, stop_after: int | None = None) -> dict:
+  """Fine-tunes the base model in `base_dir` on `corpus_path` into `workdir`.
+
+  Killed and restarted with the same arguments it resumes from its last
+  checkpoint and ends with the same parameters as an uninterrupted run. A
+  finished workdir is returned as is.
+
+  Raises:
+    CbenchError: missing/malformed corpus, a corpus with no text, a base
+      directory that is not a finished model, or a workdir that belongs to a
+      different model, corpus or recipe.
+  """
+  texts = text_data.read_texts(corpus_path)  # Validates before any write.
+  corpus_sha = files.sha256_file(corpus_path)
+  base = model_store.load(base_dir, shardings=None)
+  mesh = mesh_lib.make_mesh()
+  expected = {"base": os.path.abspath(base_dir), "corpus": os.path.abspath(corpus_path),
+              "corpus_sha256": corpus_sha, "recipe": recipe.to_dict()}
+  binding_path = os.path.join(workdir, "run.json")
+  if os.path.exists(binding_path):
+    bound = files.read_json(binding_path)
+    if bound != _jsonable(expected):
+      diff = sorted(k for k in expected if bound.get(k) != _jsonable(expected)[k])
+      raise CbenchError(f"{workdir} belongs to another fine-tuning run "
+                        f"({diff} differ); use a new --workdir.")
+    if model_store.is_done(workdir):
+      log.info("fine-tune already finished in %s", workdir)
+      return files.read_json(os.path.join(workdir, model_store.DONE))
+  model_store.check_static(workdir, base.config)
+  model_store.save_static(workdir, base.config, base.tokenizer, base.fewshot)
+  files.write_json(binding_path, expected)
+
+  rows = text_data.cached_rows(texts, base.tokenizer, recipe.seq_len,
+                               os.path.join(workdir, "data"), "corpus")
+  params = _reshard(base.params, base.config, mesh)
+  params, train_info = train_lm(params, base.config, rows, recipe, workdir,
+                                name="finetune", mesh=mesh,
+                                stop_after=stop_after)
+  if stop_after is not None and train_info["steps"] < recipe.num_steps:
+    return {"stopped_at": train_info["steps"]}
+  info = {**_jsonable(expected), "train": train_info,
+          "num_docs": rows.num_rows, "truncated_docs": rows.truncated,
+          "base_info": base.info.get("pretrain_config")}
+  model_store.finish(workdir, params, info)
+  return info
+
+
+def _reshard(params, config, mesh):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.device_put(params, rules.param_shardings(config, mesh))
+
+
+def _jsonable(obj):
+  import json  # pylint: disable=g-import-not-at-top
+  return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def corpus_fingerprint(path: str) -> str:
+  return hashlib.sha256(files.sha256_file(path).encode()).hexdigest()[:16]

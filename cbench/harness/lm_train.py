@@ -1,0 +1,179 @@
+"""Next-token training of a cbench transformer on documents (non-private).
+
+`train_lm` is what both base-model pretraining and the standardized harness
+fine-tune call: a data-parallel jitted step on a ('data', 'fsdp', 'model')
+mesh, run by the one loop in `cbench.train.loop`. One document per row; the
+loss is the mean cross-entropy over all real (non-pad) target tokens of the
+batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cbench.models import config as config_lib
+from cbench.models.transformer import Transformer
+from cbench.parallel import mesh as mesh_lib
+from cbench.parallel import rules
+from cbench.train import loop
+from cbench.train import optim
+from cbench.train import text_data
+
+PyTree = Any
+log = logging.getLogger("cbench")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainRecipe:
+  """Steps, batch and optimizer of one training run.
+
+  Token budget = num_steps * batch_size * seq_len (pad positions included).
+  """
+  num_steps: int
+  batch_size: int = 32
+  seq_len: int = 256
+  optimizer: optim.OptimizerConfig = optim.OptimizerConfig()
+  seed: int = 0
+  pack: bool = True  # Pack several documents per row (non-private only).
+  log_every: int = 25
+  checkpoint_every: int = 250
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def row_arrays(rows: text_data.TokenRows) -> dict[str, np.ndarray]:
+  """tokens/segments/positions ``[N, L+1]`` for packed or one-doc rows."""
+  if rows.segments is not None:
+    return {"tokens": rows.tokens, "segments": rows.segments,
+            "positions": rows.positions}
+  width = rows.tokens.shape[1]
+  real = np.arange(width)[None, :] < rows.lengths[:, None]
+  return {"tokens": rows.tokens, "segments": real.astype(np.int32),
+          "positions": np.broadcast_to(np.arange(width, dtype=np.int32),
+                                       rows.tokens.shape)}
+
+
+def token_losses(model: Transformer, params: PyTree, batch: PyTree
+                 ) -> tuple[jax.Array, jax.Array]:
+  """Per-token next-token cross-entropy ``[B, L]`` and its 0/1 mask.
+
+  A target counts when it is a real token of the same document as its input.
+  """
+  tokens, seg, pos = batch["tokens"], batch["segments"], batch["positions"]
+  inputs, targets = tokens[:, :-1], tokens[:, 1:]
+  logits = model.apply({"params": params}, inputs, pos[:, :-1], seg[:, :-1])
+  mask = ((seg[:, 1:] == seg[:, :-1]) & (seg[:, 1:] != 0)).astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  return ce, mask
+
+
+def lm_loss(model: Transformer, params: PyTree, batch: PyTree) -> jax.Array:
+  """Mean next-token cross-entropy over all counted targets of the batch."""
+  ce, mask = token_losses(model, params, batch)
+  return jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def make_train_step(config: config_lib.ModelConfig,
+                    optimizer: optax.GradientTransformation):
+  """A jitted ``(state, batch, key) -> (state, metrics)`` that donates state."""
+  model = Transformer(config)
+
+  def step(state: loop.TrainState, batch: PyTree, key: jax.Array):
+    del key  # Non-private training is deterministic given the batch.
+    loss, grads = jax.value_and_grad(
+        lambda p: lm_loss(model, p, batch))(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "grad_norm": loop.global_norm(grads)}
+    return loop.TrainState(state.step + 1, params, opt_state), metrics
+
+  return jax.jit(step, donate_argnums=(0,))
+
+
+def init_state(params: PyTree, optimizer: optax.GradientTransformation,
+               mesh) -> loop.TrainState:
+  """Step 0 state; scalars are replicated over `mesh` (restores keep that)."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abstract = jax.eval_shape(optimizer.init, params)
+  shardings = optax.tree_map_params(
+      optimizer, lambda _, p: p.sharding, abstract,
+      params,
+      transform_non_params=lambda _: replicated)
+  opt_state = jax.jit(optimizer.init, out_shardings=shardings)(params)
+  step = jax.device_put(jnp.zeros((), jnp.int32), replicated)
+  return loop.TrainState(step, params, opt_state)
+
+
+def train_lm(params: PyTree, config: config_lib.ModelConfig,
+             rows: text_data.TokenRows, recipe: TrainRecipe, workdir: str,
+             *, name: str = "train", mesh=None, hooks=(),
+             stop_after: int | None = None) -> tuple[PyTree, dict]:
+  """Trains `params` on `rows` with `recipe`; resumes from `workdir`.
+
+  Args:
+    params: initial parameters (sharded or not).
+    config: the model config.
+    rows: tokenized documents, ``seq_len + 1`` wide.
+    recipe: steps, batch, optimizer.
+    workdir: checkpoints and metrics.
+    name: progress label.
+    mesh: device mesh (default: all devices on 'data').
+    hooks: extra loop hooks.
+    stop_after: stop early after this many steps (crash simulation).
+
+  Returns:
+    ``(params, info)`` with wall time and tokens/s.
+  """
+  mesh = mesh_lib.make_mesh() if mesh is None else mesh
+  if rows.tokens.shape[1] != recipe.seq_len + 1:
+    raise ValueError(f"rows are {rows.tokens.shape[1]} wide; expected "
+                     f"seq_len + 1 = {recipe.seq_len + 1}.")
+  optimizer = optim.make_optimizer(recipe.optimizer, recipe.num_steps)
+  state = init_state(params, optimizer, mesh)
+  if recipe.pack:
+    rows = text_data.pack_rows(rows)
+  arrays = row_arrays(rows)
+  order = text_data.EpochOrder(rows.num_rows, recipe.batch_size, recipe.seed)
+  sharding = rules.batch_sharding(mesh)
+
+  def batch_fn(step: int) -> PyTree:
+    idx = order.indices(step)
+    return jax.device_put({k: v[idx] for k, v in arrays.items()}, sharding)
+
+  t0 = time.monotonic()
+  start_step = None
+
+  class _Start:
+    def before_step(self, step):
+      nonlocal start_step
+      if start_step is None:
+        start_step = step
+
+  state = loop.run(
+      state, make_train_step(config, optimizer), batch_fn,
+      config=loop.LoopConfig(num_steps=recipe.num_steps,
+                             log_every=recipe.log_every,
+                             checkpoint_every=recipe.checkpoint_every,
+                             name=name),
+      key=jax.random.key(recipe.seed), workdir=workdir,
+      hooks=(_Start(), *hooks), stop_after=stop_after)
+  wall = time.monotonic() - t0
+  steps_run = int(jax.device_get(state.step)) - (start_step or 0)
+  info = {
+      "steps": int(jax.device_get(state.step)),
+      "wall_seconds": wall,
+      "tokens_per_second": steps_run * recipe.batch_size * recipe.seq_len / max(wall, 1e-9),
+      "epochs": int(jax.device_get(state.step)) * recipe.batch_size / max(rows.num_rows, 1),
+      "rows": rows.num_rows,
+      "fill": float(rows.lengths.sum() / rows.tokens.size),
+  }
+  return state.params, info

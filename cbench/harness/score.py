@@ -1,0 +1,89 @@
+"""Standardized QA scoring: few-shot prompt, greedy decoding, exact/fuzzy match.
+
+Prompt = public-world exemplars (stored with the base model) then
+``"Q: {question}\nA:"``; greedy decoding of at most 32 tokens through the
+shared KV-cached decoder, stopped at the first newline; scored by
+`cbench.harness.qa_metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from cbench._validate import CbenchError
+from cbench.corpus import release as release_lib
+from cbench.decoding import decoder
+from cbench.decoding import samplers
+from cbench.harness import model_store
+from cbench.harness import prompts
+from cbench.harness import qa_metrics
+from cbench.io import files
+from cbench.parallel import mesh as mesh_lib
+
+log = logging.getLogger("cbench")
+MAX_NEW_TOKENS = 32
+
+
+def answer_questions(bundle: model_store.ModelBundle, questions: Sequence[str],
+                     *, batch_size: int = 64, mesh=None) -> list[str]:
+  """Greedy completions (raw text, cut at the first newline by the decoder)."""
+  prefix = prompts.few_shot_prefix(bundle.fewshot)
+  texts = [prompts.question_prompt(prefix, q) for q in questions]
+  out: list[str] = []
+  tok = bundle.tokenizer
+  for start in range(0, len(texts), batch_size):
+    chunk = texts[start:start + batch_size]
+    n = len(chunk)
+    chunk = chunk + [chunk[-1]] * (batch_size - n)  # Fixed batch shape.
+    prompt_tokens = decoder.prepare_prompts(tok, chunk, bucket=32)
+    result = decoder.generate(
+        bundle.params, bundle.config, prompt_tokens, MAX_NEW_TOKENS,
+        samplers.Greedy(), jax.random.key(0), eos_id=tok.eos_id,
+        stop_token_ids=(tok.newline_id,), mesh=mesh, pad_id=tok.pad_id)
+    out.extend(decoder.decode_texts(tok, result)[:n])
+  return out
+
+
+def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
+             out_path: str | None = None, *, batch_size: int = 64) -> dict:
+  """Scores a model directory on QA sets of a release.
+
+  Args:
+    release_dir: the release.
+    model_dir: a finished model directory (base or fine-tuned).
+    splits: QA set names, e.g. ("public_test", "sensitive_test").
+    out_path: where to write the JSON result (atomically), if given.
+    batch_size: decoding batch.
+
+  Returns:
+    ``{"model", "release", "splits": {name: scores}}``.
+  """
+  release = release_lib.load_release(release_dir)
+  for s in splits:
+    if s not in release.qa_names():
+      raise CbenchError(f"Unknown --split={s!r}; {release_dir} has "
+                        f"{release.qa_names()}.")
+  bundle = model_store.load(model_dir)
+  mesh = mesh_lib.make_mesh()
+  result = {"model": model_dir, "release": release.manifest["release_id"],
+            "release_dir": release_dir, "splits": {}}
+  for split in splits:
+    qa = release.qa(split)
+    t0 = time.monotonic()
+    preds = answer_questions(bundle, [q["question"] for q in qa],
+                             batch_size=batch_size, mesh=mesh)
+    scores = qa_metrics.score_predictions(qa, preds)
+    scores["seconds"] = time.monotonic() - t0
+    result["splits"][split] = scores
+    log.info("%s %s: exact %.3f [%.3f, %.3f] fuzzy %.3f (n=%d, %.0fs)",
+             model_dir, split, scores["exact"]["mean"], scores["exact"]["low"],
+             scores["exact"]["high"], scores["fuzzy"]["mean"],
+             scores["num_questions"], scores["seconds"])
+  if out_path:
+    files.write_json(out_path, result)
+  return result

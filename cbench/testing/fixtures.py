@@ -1,0 +1,45 @@
+"""Shared, cached test inputs: a demo release, the public world, a base model.
+
+Built once per test session under a temporary directory (pytest's
+``tmp_path_factory``) and reused by every test module that asks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cbench.corpus import release as release_lib
+from cbench.harness import pretrain
+from cbench.harness import recipes
+
+_CACHE: dict[str, str] = {}
+
+
+def public_world(root: str) -> str:
+  path = os.path.join(root, "public_world")
+  if "public_world" not in _CACHE:
+    if not os.path.exists(path):
+      release_lib.build_public_world(path)
+    _CACHE["public_world"] = path
+  return _CACHE["public_world"]
+
+
+def demo_release(root: str, release_id: str = "2026q4") -> str:
+  key = f"release-{release_id}"
+  path = os.path.join(root, key)
+  if key not in _CACHE:
+    if not os.path.exists(path):
+      release_lib.build_release(
+          release_lib.make_config("geminon", release_id, "demo"), path)
+    _CACHE[key] = path
+  return _CACHE[key]
+
+
+def micro_base_model(root: str) -> str:
+  """A base model pretrained for a few steps with the `micro` recipe."""
+  path = os.path.join(root, "base_micro")
+  if "base_micro" not in _CACHE:
+    pretrain.pretrain_base(public_world(root), path,
+                           recipes.get_harness_config("micro").pretrain)
+    _CACHE["base_micro"] = path
+  return _CACHE["base_micro"]

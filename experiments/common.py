@@ -1,0 +1,43 @@
+"""What every cbench binary shares: logging, named errors, distributed start.
+
+`run(main)` wraps `absl.app.run`: library progress lines (the "cbench"
+logger) go to stderr, orbax/absl chatter is kept at WARNING, multi-host JAX
+starts when `CBENCH_DISTRIBUTED=1`, and a `CbenchError` (bad flag, malformed
+file, impossible budget) prints one line naming the problem and exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from absl import app
+from absl import logging as absl_logging
+
+from cbench._validate import CbenchError
+
+
+def setup_logging() -> None:
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  log = logging.getLogger("cbench")
+  if not any(getattr(h, "_cbench", False) for h in log.handlers):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler._cbench = True  # pylint: disable=protected-access
+    log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  log.propagate = False
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  def wrapped(argv):
+    setup_logging()
+    from cbench.parallel import mesh  # pylint: disable=g-import-not-at-top
+    mesh.maybe_initialize_distributed()
+    try:
+      main(argv)
+    except CbenchError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+  app.run(wrapped)
