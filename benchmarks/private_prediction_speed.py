@@ -1,0 +1,146 @@
+r"""Private-prediction decoding speed against plain KV-cached decoding.
+
+  python -m benchmarks.private_prediction_speed [--model=micro] \
+      [--vocab_size=512] [--batch_size=8] [--num_docs=4] \
+      [--methods=svt,invisible_ink,median,public_only]
+
+For each method, one run of the shared decoder (`cbench.decoding.decoder`)
+with that private sampler over ``num_docs`` groups of ``batch_size + 1``
+prompt rows, and one run of the same decoder with a plain temperature
+sampler over the same ``(batch_size + 1) * num_docs`` rows as independent
+streams, same model, prompt length and number of steps (no stream ends
+early: eos is disabled and budgets exceed the length). The per-step time is
+``(t(n2) - t(n1)) / (n2 - n1)`` for two lengths in the same compiled
+bucket, so prefill and dispatch cancel; each time is the best of
+`--repeats` runs after a warm-up (compile) run, the two decoders timed
+round-robin so machine noise hits both alike. Prints one JSON line per
+method: ms per step for both, their ratio (target <= 1.2), and synthetic
+tokens per second (``num_docs`` tokens per private step). Weights are
+random: speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from cbench.decoding import decoder
+from cbench.decoding import samplers as plain_samplers
+from cbench.models import config as config_lib
+from cbench.models import registry
+from cbench.privacy import pp_accounting
+from cbench.synthesis import samplers
+
+_MODEL = flags.DEFINE_string("model", "micro", "Named model size.")
+_VOCAB = flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
+_S = flags.DEFINE_integer("batch_size", 8, "Private prompts per document.")
+_M = flags.DEFINE_integer("num_docs", 4, "Documents decoded at once.")
+_PROMPT = flags.DEFINE_integer("prompt_len", 32, "Prompt tokens per row.")
+_N1 = flags.DEFINE_integer("n1", 33, "Shorter decode length.")
+_N2 = flags.DEFINE_integer("n2", 64, "Longer decode length (same bucket).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per length.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["svt", "invisible_ink", "median", "public_only"],
+    "Samplers to time: svt, exp_mech, invisible_ink, median, public_only.")
+
+_NO_EOS = -1
+
+
+def make_sampler(method: str, batch_size: int, max_tokens: int):
+  """A private sampler that never ends a stream before `max_tokens`."""
+  if method == "svt":
+    params = pp_accounting.PrivatePredictionParams(
+        batch_size=batch_size, clip=5.0, temperature=1.0, svt_noise=0.2,
+        threshold=0.5, max_private_tokens=max_tokens)
+    return samplers.SvtPrivatePredictionSampler(params)
+  if method == "exp_mech":
+    return samplers.ExpMechSampler(batch_size, 5.0, 1.0, max_tokens)
+  if method == "invisible_ink":
+    return samplers.InvisibleInkSampler(batch_size, 1.0, 1.0, max_tokens,
+                                        top_k=50)
+  if method == "median":
+    return samplers.MedianSampler(batch_size, 5.0, 1.0, max_tokens)
+  if method == "public_only":
+    return samplers.PublicOnlySampler()
+  raise ValueError(f"Unknown method {method!r}.")
+
+
+def _sig(x: float) -> float:
+  return float(f"{x:.4g}")
+
+
+def _time(fn) -> float:
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  return time.perf_counter() - start
+
+
+def _per_step_pair(run_a, run_b, n1: int, n2: int, repeats: int
+                   ) -> tuple[float, float]:
+  """Per-step seconds of two decoders, timed round-robin (shared noise)."""
+  for run in (run_a, run_b):
+    jax.block_until_ready(run(n2))        # compile (both lengths share it)
+  best = {}
+  for _ in range(repeats):
+    for name, run in (("a", run_a), ("b", run_b)):
+      for n in (n1, n2):
+        t = _time(lambda: run(n))
+        best[name, n] = min(best.get((name, n), float("inf")), t)
+  return tuple(max(best[x, n2] - best[x, n1], 1e-9) / (n2 - n1)
+               for x in ("a", "b"))
+
+
+def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
+            num_docs: int, prompt_len: int, n1: int, n2: int,
+            repeats: int) -> dict:
+  """Times one private sampler against plain decoding of the same rows."""
+  cfg = config_lib.get_model_config(model, vocab_size,
+                                    max_len=prompt_len + n2 + 8)
+  params = registry.init_params(cfg, jax.random.key(0))
+  group = batch_size + 1
+  rows = group * num_docs
+  prompts = np.asarray(jax.random.randint(
+      jax.random.key(1), (rows, prompt_len), 4, vocab_size), np.int32)
+  private = make_sampler(method, batch_size, n2)
+  plain = plain_samplers.Temperature(1.0)
+
+  def run_private(n):
+    return decoder.generate(params, cfg, prompts, n, private,
+                            jax.random.key(2), group_size=group,
+                            eos_id=_NO_EOS).tokens
+
+  def run_plain(n):
+    return decoder.generate(params, cfg, prompts, n, plain, jax.random.key(2),
+                            group_size=1, eos_id=_NO_EOS).tokens
+
+  plain_s, private_s = _per_step_pair(run_plain, run_private, n1, n2,
+                                      repeats)
+  return {
+      "method": method, "model": model, "vocab_size": vocab_size,
+      "batch_size": batch_size, "num_docs": num_docs, "rows": rows,
+      "prompt_len": prompt_len,
+      "plain_ms_per_step": _sig(plain_s * 1e3),
+      "private_ms_per_step": _sig(private_s * 1e3),
+      "ratio": _sig(private_s / plain_s),
+      "synthetic_tokens_per_s": _sig(num_docs / private_s),
+      "plain_row_tokens_per_s": _sig(rows / plain_s),
+      "device": jax.devices()[0].device_kind,
+  }
+
+
+def main(argv):
+  del argv
+  for method in _METHODS.value:
+    print(json.dumps(measure(
+        method, model=_MODEL.value, vocab_size=_VOCAB.value,
+        batch_size=_S.value, num_docs=_M.value, prompt_len=_PROMPT.value,
+        n1=_N1.value, n2=_N2.value, repeats=_REPEATS.value)), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
