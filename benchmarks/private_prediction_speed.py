@@ -41,7 +41,7 @@ _VOCAB = flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
 _S = flags.DEFINE_integer("batch_size", 8, "Private prompts per document.")
 _M = flags.DEFINE_integer("num_docs", 4, "Documents decoded at once.")
 _PROMPT = flags.DEFINE_integer("prompt_len", 32, "Prompt tokens per row.")
-_N1 = flags.DEFINE_integer("n1", 33, "Shorter decode length.")
+_N1 = flags.DEFINE_integer("n1", 40, "Shorter decode length.")
 _N2 = flags.DEFINE_integer("n2", 64, "Longer decode length (same bucket).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per length.")
 _METHODS = flags.DEFINE_list(
@@ -49,6 +49,7 @@ _METHODS = flags.DEFINE_list(
     "Samplers to time: svt, exp_mech, invisible_ink, median, public_only.")
 
 _NO_EOS = -1
+_BUCKET = 32      # decoder.generate's default new_tokens_bucket
 
 
 def make_sampler(method: str, batch_size: int, max_tokens: int):
@@ -99,6 +100,9 @@ def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
             num_docs: int, prompt_len: int, n1: int, n2: int,
             repeats: int) -> dict:
   """Times one private sampler against plain decoding of the same rows."""
+  if not 0 < n1 < n2 or -(-n1 // _BUCKET) != -(-n2 // _BUCKET):
+    raise ValueError(f"Expected 0 < n1={n1} < n2={n2} in the same bucket of "
+                     f"{_BUCKET} new tokens (one compiled program).")
   cfg = config_lib.get_model_config(model, vocab_size,
                                     max_len=prompt_len + n2 + 8)
   params = registry.init_params(cfg, jax.random.key(0))
