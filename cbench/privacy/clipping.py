@@ -40,7 +40,7 @@ _TINY = 1e-30
 
 __all__ = ["METHODS", "sensitivity", "per_example_grads", "global_norms",
            "clip_factors", "weighted_sum", "clipped_per_example_grads",
-           "clipped_grad_sum"]
+           "clipped_grad_sum", "varying_axes"]
 
 
 def per_example_grads(loss_fn: Callable, params: PyTree, batch: PyTree
@@ -80,6 +80,20 @@ def weighted_sum(per_example: PyTree, factors: jax.Array, valid: jax.Array
                       preferred_element_type=jnp.float32)
     return s.astype(x.dtype)
   return jax.tree.map(one, per_example)
+
+
+def varying_axes(tree: PyTree) -> tuple:
+  """Mesh axes over which `tree` varies inside `shard_map` (else ()).
+
+  Values created inside shard_map (zeros, perturbations, scan carries) are
+  device-invariant; differentiating w.r.t. them or mixing them with the
+  batch needs `jax.lax.pcast(..., to='varying')` over these axes.
+  """
+  axes = set()
+  for leaf in jax.tree.leaves(tree):
+    mat = getattr(jax.typeof(leaf), "manual_axis_type", None)
+    axes |= set(getattr(mat, "varying", ()) or ())
+  return tuple(sorted(axes))
 
 
 def _with_frozen(loss_fn: Callable, frozen: Optional[PyTree]) -> Callable:
@@ -177,6 +191,9 @@ def clipped_grad_sum(loss_fn: Callable, params: PyTree, batch: PyTree,
       acc = jax.tree.map(lambda a, y: a + y.astype(a.dtype), acc, s)
       return acc, n
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    axes = varying_axes((mb, mpad))
+    if axes:  # inside shard_map: the carry must vary like the chunk sums
+      zeros = jax.lax.pcast(zeros, axes, to="varying")
     total, norms = jax.lax.scan(body, zeros, (mb, mpad))
     total = jax.tree.map(lambda t, p: t.astype(p.dtype), total, params)
     norms = norms.reshape(b)

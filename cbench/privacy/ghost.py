@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from cbench._validate import CbenchError
+from cbench.privacy.clipping import clip_factors, varying_axes
 from cbench.privacy.params import combine_params
 
 PyTree = Any
@@ -340,6 +341,12 @@ def ghost_sq_norms(loss: GhostLoss, params: PyTree, batch: PyTree,
                                  mutable=["perturbations"])[1], full)
   perts = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                        perts_shape)["perturbations"]
+  # Inside shard_map the zero perturbations would be device-invariant and
+  # their gradients silently psum-ed across devices: make them vary like the
+  # batch (the same pitfall as replicated params).
+  axes = varying_axes(batch)
+  if axes:
+    perts = jax.lax.pcast(perts, axes, to="varying")
 
   def f(perts):
     out, state = loss.model.apply({"params": full, "perturbations": perts},
@@ -362,7 +369,6 @@ def ghost_clipped_grad_sum(loss: GhostLoss, params: PyTree, batch: PyTree,
 
   Returns (grad_sum like params, per-example norms (B,) float32).
   """
-  from cbench.privacy.clipping import clip_factors  # avoid an import cycle
   sq, layers, _ = ghost_sq_norms(loss, params, batch, frozen)
   norms = jnp.sqrt(jnp.maximum(sq, 0.0))
   c, valid = clip_factors(norms, is_padding, clip_norm)
