@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -124,39 +124,45 @@ def _local_sum(loss_fn, config, params, batch, is_padding, frozen):
 
 
 def make_clipped_sum_fn(loss_fn: Callable, config: DpSgdConfig,
-                        mesh: Optional[Mesh] = None, axis_name: str = "data"
+                        mesh: Optional[Mesh] = None,
+                        axis_name: Union[str, Sequence[str]] = "data"
                         ) -> Callable:
   """(params, batch, is_padding, frozen=None) -> (clipped sum, norms).
 
-  Not jitted (compose it inside your own jit). With `mesh`, a shard_map over
-  `axis_name` with a psum of the per-device sums.
+  Not jitted (compose it inside your own jit). With `mesh`, a shard_map
+  whose batch axis is split over `axis_name` (one axis, e.g. 'data', or
+  several, e.g. ('data', 'fsdp')), with a psum of the per-device sums. The
+  parameters enter replicated.
   """
   if mesh is None:
     def fn(params, batch, is_padding, frozen=None):
       return _local_sum(loss_fn, config, params, batch, is_padding, frozen)
     return fn
-  if axis_name not in mesh.axis_names:
-    raise CbenchError(f"Mesh axes {mesh.axis_names} have no {axis_name!r}.")
-  n = mesh.shape[axis_name]
+  axes = (axis_name,) if isinstance(axis_name, str) else tuple(axis_name)
+  missing = [a for a in axes if a not in mesh.axis_names]
+  if missing:
+    raise CbenchError(f"Mesh axes {mesh.axis_names} have no {missing}.")
+  n = math.prod(mesh.shape[a] for a in axes)
+  spec = P(axes if len(axes) > 1 else axes[0])
 
   def local(params, batch, is_padding, frozen):
-    params = jax.lax.pcast(params, axis_name, to="varying")
+    params = jax.lax.pcast(params, axes, to="varying")
     s, norms = _local_sum(loss_fn, config, params, batch, is_padding, frozen)
-    return jax.lax.psum(s, axis_name), norms
+    return jax.lax.psum(s, axes), norms
 
-  sharded = jax.shard_map(
-      local, mesh=mesh, in_specs=(P(), P(axis_name), P(axis_name), P()),
-      out_specs=(P(), P(axis_name)))
+  sharded = jax.shard_map(local, mesh=mesh,
+                          in_specs=(P(), spec, spec, P()),
+                          out_specs=(P(), spec))
 
   def fn(params, batch, is_padding, frozen=None):
     b = is_padding.shape[0]
     if b % n:
       raise CbenchError(f"Batch size {b} is not a multiple of the {n} "
-                        f"devices on mesh axis {axis_name!r}; use a sampler "
+                        f"devices on mesh axes {axes}; use a sampler "
                         f"pad_unit that is a multiple of {n}.")
     if _has_explicit_axes(mesh):
       rep = NamedSharding(mesh, P())
-      row = NamedSharding(mesh, P(axis_name))
+      row = NamedSharding(mesh, spec)
       params, frozen = jax.reshard((params, frozen), rep)
       batch, is_padding = jax.reshard((batch, is_padding), row)
     return sharded(params, batch, is_padding, frozen)
@@ -169,7 +175,8 @@ def _has_explicit_axes(mesh: Mesh) -> bool:
 
 
 def make_dp_grad_fn(loss_fn: Callable, config: DpSgdConfig,
-                    mesh: Optional[Mesh] = None, axis_name: str = "data"
+                    mesh: Optional[Mesh] = None,
+                    axis_name: Union[str, Sequence[str]] = "data"
                     ) -> Callable:
   """Jitted dp_grad(params, batch, is_padding, key, frozen=None).
 
@@ -177,7 +184,9 @@ def make_dp_grad_fn(loss_fn: Callable, config: DpSgdConfig,
     loss_fn: (params, example) -> scalar (a `ghost.GhostLoss` for ghost).
     config: `DpSgdConfig`.
     mesh: optional mesh; data-parallel over `axis_name` with shard_map.
-    axis_name: the data axis of `mesh`.
+      Without a mesh the step is a plain jit (GSPMD partitions sharded
+      inputs itself).
+    axis_name: the mesh axis (or axes) the batch is split over.
 
   Returns:
     dp_grad(params, batch, is_padding, key, frozen=None) ->

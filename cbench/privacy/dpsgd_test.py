@@ -79,10 +79,11 @@ def test_sharded_equals_single_device(method, mb):
   g1, aux1 = dpsgd.make_dp_grad_fn(LOSS, _cfg(clipping=method))(p, bt, pad,
                                                                   key)
   cfg = _cfg(clipping=method, microbatch_size=mb)
-  meshes = [Mesh(np.array(jax.devices()), ("data",)),
-            jax.make_mesh((4, 2), ("data", "model"))]  # explicit axes
-  for mesh in meshes:
-    g8, aux8 = dpsgd.make_dp_grad_fn(LOSS, cfg, mesh)(p, bt, pad, key)
+  meshes = [(Mesh(np.array(jax.devices()), ("data",)), "data"),
+            (jax.make_mesh((4, 2), ("data", "model")), "data"),  # explicit
+            (jax.make_mesh((2, 4), ("data", "fsdp")), ("data", "fsdp"))]
+  for mesh, axes in meshes:
+    g8, aux8 = dpsgd.make_dp_grad_fn(LOSS, cfg, mesh, axes)(p, bt, pad, key)
     assert _max_abs(g1, g8) < 1e-6
     np.testing.assert_allclose(aux1["grad_norms"], aux8["grad_norms"],
                                rtol=1e-6)
