@@ -297,3 +297,22 @@ def _check_same_header(path: str, stored: Mapping, new: Mapping) -> None:
     raise CbenchError(
         f"Ledger {path} was written for a different run (fields {diff} "
         "differ); refusing to resume. Use a new ledger path.")
+
+
+class StepChargeHook:
+  """Training-loop hook: charges step `s` in `before_step(s)`, i.e. before
+  the step's output (its parameters, a checkpoint) can be released.
+
+  A resumed run that replays steps it already charged pays nothing (same id,
+  same content); `meta` may carry public per-run facts. Compatible with
+  `cbench.train.loop` hooks.
+  """
+
+  def __init__(self, ledger: Ledger, event_per_step: dpe.DpEvent,
+               meta: Optional[Mapping] = None):
+    self.ledger = ledger
+    self.event = accounting.event_to_dict(event_per_step)
+    self.meta = dict(meta or {})
+
+  def before_step(self, step: int) -> None:
+    self.ledger.charge(f"step:{int(step)}", self.event, self.meta)

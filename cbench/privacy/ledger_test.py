@@ -171,3 +171,12 @@ def test_sigkill_never_releases_uncharged_output(tmp_path):
       steps = [int(x) for x in open(released).read().split()]
       assert led.count >= len(steps) and led.count == kill_at + 1
       assert led.entry_ids == [str(i) for i in range(led.count)]
+
+
+def test_step_charge_hook(tmp_path):
+  path = str(tmp_path / "h.json")
+  with ledger_lib.Ledger.open(path, _header()) as led:
+    hook = ledger_lib.StepChargeHook(led, EVENT)
+    for step in (0, 1, 2, 1, 2, 3):  # a resume replays steps 1 and 2
+      hook.before_step(step)
+    assert led.count == 4 and led.entry_ids[-1] == "step:3"
