@@ -11,9 +11,10 @@ sampler over the same ``(batch_size + 1) * num_docs`` rows as independent
 streams, same model, prompt length and number of steps (no stream ends
 early: eos is disabled and budgets exceed the length). The per-step time is
 ``(t(n2) - t(n1)) / (n2 - n1)`` for two lengths in the same compiled
-bucket, so prefill and dispatch cancel; each time is the best of
-`--repeats` runs after a warm-up (compile) run, the two decoders timed
-round-robin so machine noise hits both alike. Prints one JSON line per
+bucket, so prefill and dispatch cancel. After a warm-up (compile) run,
+the two decoders are timed round-robin `--repeats` times so machine noise
+hits both alike; the medians over repeats are reported (the ratio is the
+median of per-repeat ratios). Prints one JSON line per
 method: ms per step for both, their ratio (target <= 1.2), and synthetic
 tokens per second (``num_docs`` tokens per private step). Weights are
 random: speed does not depend on them.
@@ -43,7 +44,7 @@ _M = flags.DEFINE_integer("num_docs", 4, "Documents decoded at once.")
 _PROMPT = flags.DEFINE_integer("prompt_len", 32, "Prompt tokens per row.")
 _N1 = flags.DEFINE_integer("n1", 40, "Shorter decode length.")
 _N2 = flags.DEFINE_integer("n2", 64, "Longer decode length (same bucket).")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per length.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds (median).")
 _METHODS = flags.DEFINE_list(
     "methods", ["svt", "invisible_ink", "median", "public_only"],
     "Samplers to time: svt, exp_mech, invisible_ink, median, public_only.")
@@ -82,18 +83,23 @@ def _time(fn) -> float:
 
 
 def _per_step_pair(run_a, run_b, n1: int, n2: int, repeats: int
-                   ) -> tuple[float, float]:
-  """Per-step seconds of two decoders, timed round-robin (shared noise)."""
+                   ) -> tuple[float, float, float]:
+  """Per-step seconds of two decoders, timed round-robin (shared noise).
+
+  Each repeat times a(n1), a(n2), b(n1), b(n2) back to back; returns the
+  medians over repeats of the two per-step times and of their ratio.
+  """
   for run in (run_a, run_b):
     jax.block_until_ready(run(n2))        # compile (both lengths share it)
-  best = {}
+  per_a, per_b = [], []
   for _ in range(repeats):
-    for name, run in (("a", run_a), ("b", run_b)):
-      for n in (n1, n2):
-        t = _time(lambda: run(n))
-        best[name, n] = min(best.get((name, n), float("inf")), t)
-  return tuple(max(best[x, n2] - best[x, n1], 1e-9) / (n2 - n1)
-               for x in ("a", "b"))
+    for out, run in ((per_a, run_a), (per_b, run_b)):
+      t1 = _time(lambda: run(n1))
+      t2 = _time(lambda: run(n2))
+      out.append(max(t2 - t1, 1e-9) / (n2 - n1))
+  ratios = [b / a for a, b in zip(per_a, per_b)]
+  return (float(np.median(per_a)), float(np.median(per_b)),
+          float(np.median(ratios)))
 
 
 def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
@@ -122,15 +128,15 @@ def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
     return decoder.generate(params, cfg, prompts, n, plain, jax.random.key(2),
                             group_size=1, eos_id=_NO_EOS).tokens
 
-  plain_s, private_s = _per_step_pair(run_plain, run_private, n1, n2,
-                                      repeats)
+  plain_s, private_s, ratio = _per_step_pair(run_plain, run_private, n1,
+                                             n2, repeats)
   return {
       "method": method, "model": model, "vocab_size": vocab_size,
       "batch_size": batch_size, "num_docs": num_docs, "rows": rows,
       "prompt_len": prompt_len,
       "plain_ms_per_step": _sig(plain_s * 1e3),
       "private_ms_per_step": _sig(private_s * 1e3),
-      "ratio": _sig(private_s / plain_s),
+      "ratio": _sig(ratio),
       "synthetic_tokens_per_s": _sig(num_docs / private_s),
       "plain_row_tokens_per_s": _sig(rows / plain_s),
       "device": jax.devices()[0].device_kind,

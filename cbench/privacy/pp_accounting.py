@@ -24,9 +24,9 @@ public constant s. Let f be the number of "row units" one neighbour changes:
   rows, filled in keyed-hash order. Adding a record to a bucket with free
   rows turns a padding row into the record's row; adding it to a full
   bucket may push out the s-th record. Either is at most one row replaced
-  (padding rows, which the shared decoder fills with the public prompt,
-  are themselves clipped prompts), so add/remove is charged like
-  replace_one. Charging c/s here would be wrong unless padding rows are
+  (padding rows, which the synthesis pipeline fills with the public prompt
+  because the shared decoder cannot pass a row mask, are themselves clipped
+  prompts), so add/remove is charged like replace_one. Charging c/s here would be wrong unless padding rows are
   masked to null AND no bucket can overflow.
 
 Mechanisms and their per-token cost (Delta = f c / s)

@@ -18,7 +18,7 @@ def _words(w0, w1, w2, w3):
 
 def test_extreme_bits_reach_the_documented_range():
   # All-zero exponent words: the smallest U (~2^-98).
-  top = float(gumbel.gumbel_from_bits(_words(0, 0, 0, 1))[0])     # E = -log1p(-U)
+  top = float(gumbel.gumbel_from_bits(_words(0, 0, 0, 1))[0])  # -log1p(-U)
   bottom = float(gumbel.gumbel_from_bits(_words(0, 0, 0, 0))[0])  # E = -log(U)
   assert top == pytest.approx(gumbel.G_HI, abs=1e-3)
   assert bottom == pytest.approx(gumbel.G_LO, abs=1e-3)
