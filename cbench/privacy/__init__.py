@@ -7,7 +7,9 @@ Modules (one job each):
   noise       Gaussian noise with a distinct key per leaf; public normaliser.
   sampling    host-side Poisson / truncated Poisson / shuffled samplers.
   accounting  dp_accounting events, epsilon (PLD, RDP cross-check), calibration.
-  dpsgd       `DpSgdConfig` and `make_dp_grad_fn` (optionally over a mesh).
+  params      trainable / frozen split (LoRA adapters, selected subtrees).
+  dpsgd       `DpSgdConfig`, `make_dp_grad_fn` (optionally over a mesh),
+              `calibrate` from a sampler.
   ledger      write-ahead, hash-chained privacy ledger.
   auditing    Clopper-Pearson lower bounds on epsilon from canary scores.
 

@@ -142,7 +142,8 @@ def delta(event: dpe.DpEvent, epsilon_value: float, relation: str,
   return float(acc.get_delta(epsilon_value))
 
 
-def _replace_rdp(event: dpe.DpEvent, orders: np.ndarray) -> Optional[np.ndarray]:
+def _replace_rdp(event: dpe.DpEvent,
+                 orders: np.ndarray) -> Optional[np.ndarray]:
   """RDP vector under replace-one, or None where unsupported."""
   if isinstance(event, dpe.NoOpDpEvent):
     return np.zeros_like(orders)
@@ -171,10 +172,8 @@ def _replace_rdp(event: dpe.DpEvent, orders: np.ndarray) -> Optional[np.ndarray]
       return np.zeros_like(orders)
     if s == 0:
       return np.full_like(orders, np.inf)
-    r2a = _rdp_impl._compute_rdp_poisson_subsampled_gaussian(  # pylint: disable=protected-access
-        q, s, 2 * orders)
-    r2a1 = _rdp_impl._compute_rdp_poisson_subsampled_gaussian(  # pylint: disable=protected-access
-        q, s, 2 * orders - 1)
+    sgm = _rdp_impl._compute_rdp_poisson_subsampled_gaussian  # pylint: disable=protected-access
+    r2a, r2a1 = sgm(q, s, 2 * orders), sgm(q, s, 2 * orders - 1)
     return (orders - 0.5) / (orders - 1.0) * np.asarray(r2a) + np.asarray(r2a1)
   return None
 
@@ -280,7 +279,7 @@ def _nt_to_json(value):
 
 
 def event_from_dict(d: dict) -> dpe.DpEvent:
-  """Rebuilds a `DpEvent` from `event_to_dict` output (dp_event classes only)."""
+  """Rebuilds a `DpEvent` from `event_to_dict` output (dp_event only)."""
   if not isinstance(d, dict) or "class_name" not in d:
     raise CbenchError(f"Not a serialised DpEvent: {d!r}")
   name = d["class_name"]

@@ -1,7 +1,7 @@
 """Sums of per-example clipped gradients (the DP-SGD query).
 
 `clipped_grad_sum(loss_fn, params, batch, is_padding, clip_norm)` returns
-  sum_i  1[valid_i] * min(1, C / ||g_i||) * g_i,   g_i = grad loss_fn(params, x_i)
+  sum_i 1[valid_i] * min(1, C / ||g_i||) * g_i,  g_i = grad loss_fn(params, x_i)
 where ||.|| is the global L2 norm over all leaves of example i's gradient and
 valid_i = (not is_padding_i) and ||g_i|| finite. Padding rows and examples
 with a NaN/inf gradient contribute exactly 0 (their rows are zeroed with

@@ -36,6 +36,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from cbench._validate import CbenchError, check, one_of
+from cbench.privacy import accounting
 from cbench.privacy import clipping
 from cbench.privacy import noise
 from cbench.privacy import relations
@@ -114,6 +115,19 @@ def check_plan(config: DpSgdConfig, sampler) -> None:
                      rel_tol=1e-9),
         f"Sampler expected batch size {sampler.expected_batch_size} != "
         f"config expected_batch_size {config.expected_batch_size}.")
+
+
+def calibrate(sampler, steps: int, target_epsilon: float, delta: float,
+              relation: str, **kwargs) -> float:
+  """Noise multiplier for `steps` steps of `sampler` at (epsilon, delta).
+
+  The event comes from the sampler itself (so sampling and accounting
+  cannot drift apart); PLD, bracketed, never undershoots; epsilon = inf
+  gives 0. kwargs go to `accounting.calibrate_noise_multiplier`.
+  """
+  return accounting.calibrate_noise_multiplier(
+      lambda sigma: sampler.dp_event(sigma, steps, relation), target_epsilon,
+      delta, relation, **kwargs)
 
 
 def _local_sum(loss_fn, config, params, batch, is_padding, frozen):

@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from cbench._validate import CbenchError
+from cbench.privacy import accounting
 from cbench.privacy import clipping
 from cbench.privacy import dpsgd
 from cbench.privacy import ghost
@@ -165,6 +166,16 @@ def test_config_validation_and_plan():
   with pytest.raises(CbenchError, match="kind"):
     dpsgd.check_plan(_cfg(expected_batch_size=10.0),
                      sampling.ShuffledEpochSampler(100, 10, seed=0))
+
+
+def test_calibrate_from_the_sampler():
+  s = sampling.PoissonSampler(1000, 0.02, seed=0)
+  sigma = dpsgd.calibrate(s, 50, 3.0, 1e-5, "add_remove", rtol=1e-2,
+                          value_discretization_interval=1e-3)
+  eps = accounting.epsilon(s.dp_event(sigma, 50, "add_remove"), 1e-5,
+                           "add_remove", "pld", 1e-3)
+  assert 2.9 < eps <= 3.0
+  assert dpsgd.calibrate(s, 50, float("inf"), 1e-5, "add_remove") == 0.0
 
 
 def _train(steps, start_state, ledger, sampler, dp_grad, data, key, opt):

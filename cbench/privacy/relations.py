@@ -49,7 +49,8 @@ def sensitivity(clip_norm: float, relation: str) -> float:
   return _SENSITIVITY_FACTOR[relation] * float(clip_norm)
 
 
-def noise_std(noise_multiplier: float, clip_norm: float, relation: str) -> float:
+def noise_std(noise_multiplier: float, clip_norm: float,
+              relation: str) -> float:
   """Std of the Gaussian noise added to the clipped *sum*: sigma * sensitivity.
 
   sigma = 0 gives 0 (the non-private baseline) even when clip_norm is inf.
