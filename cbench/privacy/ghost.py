@@ -322,13 +322,14 @@ def _set(tree: dict, path: tuple, values: dict) -> None:
   node.update(values)
 
 
-def _like(params: Mapping, grads: Mapping) -> PyTree:
-  """Re-nest `grads` in the structure and dtypes of `params`."""
-  def rebuild(p, g):
-    if isinstance(p, Mapping):
-      return {k: rebuild(v, g[k]) for k, v in p.items()}
-    return g.astype(p.dtype)
-  return rebuild(params, grads)
+def _like(params: PyTree, grads: Mapping) -> PyTree:
+  """`grads` (nested dicts) in the container types and dtypes of `params`."""
+  def pick(path, p):
+    node = grads
+    for k in path:
+      node = node[str(getattr(k, "key", k))]
+    return node.astype(p.dtype)
+  return jax.tree_util.tree_map_with_path(pick, params)
 
 
 def ghost_sq_norms(loss: GhostLoss, params: PyTree, batch: PyTree,
