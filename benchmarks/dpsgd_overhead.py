@@ -13,7 +13,8 @@ call) so machine noise hits all alike; prints median / min seconds, the
 ratio to the non-private median (target <= 1.15), and the compiled
 program's temp memory (XLA `memory_analysis`, the step's peak scratch
 beyond arguments/outputs) plus the device's peak bytes where the backend
-reports it (GPU/TPU). With more than one device the batch is split over a
+reports it (GPU/TPU), and on one device XLA's FLOP count ratio
+(machine-independent). With more than one device the batch is split over a
 'data' mesh (shard_map for DP, GSPMD for the non-private step). One JSON
 line per variant, then a table. Weights and tokens are random.
 
@@ -52,6 +53,9 @@ _METHODS = flags.DEFINE_list("methods", ["vmap", "ghost"],
                              "DP clipping methods to time.")
 _MB = flags.DEFINE_integer("microbatch_size", None,
                            "DP microbatch size (per device); None = off.")
+_DTYPE = flags.DEFINE_string(
+    "dtype", "", "Override the config's compute dtype (e.g. float32 on CPU, "
+    "where bfloat16 is slow); empty keeps the config's.")
 
 
 def _lm_loss(model) -> ghost.GhostLoss:
@@ -60,14 +64,20 @@ def _lm_loss(model) -> ghost.GhostLoss:
       lambda out, b: tf.cross_entropy_loss(out, b["targets"])[0])
 
 
-def _memory(jitted, *args) -> dict:
+def _compiled_stats(jitted, *args) -> dict:
+  """XLA's static view of the step: scratch memory and FLOPs."""
   out = {}
   try:
-    stats = jitted.lower(*args).compile().memory_analysis()
+    compiled = jitted.lower(*args).compile()
+    stats = compiled.memory_analysis()
     if stats is not None:
       out["temp_mb"] = round(stats.temp_size_in_bytes / 2**20, 1)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    if cost and "flops" in cost:
+      out["gflop"] = round(cost["flops"] / 1e9, 1)
   except Exception as e:  # pylint: disable=broad-except
-    out["temp_mb_error"] = type(e).__name__
+    out["compiled_stats_error"] = type(e).__name__
   dev = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in dev:
     out["device_peak_mb"] = round(dev["peak_bytes_in_use"] / 2**20, 1)
@@ -98,9 +108,10 @@ def _jax_privacy_step(loss, opt, batch_size):
 
 def measure_model(name: str, *, vocab_size: int, batch_size: int,
                   seq_len: int, rounds: int, methods: list[str],
-                  microbatch_size: int | None) -> list[dict]:
+                  microbatch_size: int | None, dtype: str = "") -> list[dict]:
   """Times the non-private and DP steps of one model config."""
-  cfg = config_lib.get_model_config(name, vocab_size, max_len=seq_len)
+  over = {"dtype": dtype} if dtype else {}
+  cfg = config_lib.get_model_config(name, vocab_size, max_len=seq_len, **over)
   model = registry.make_model(cfg)
   params = registry.init_params(cfg, jax.random.key(0))
   loss = _lm_loss(model)
@@ -155,21 +166,26 @@ def measure_model(name: str, *, vocab_size: int, batch_size: int,
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
     info[k] = {"compile_and_first_s": round(time.perf_counter() - t0, 2),
-               **_memory(fn, *args)}
+               **_compiled_stats(fn, *args)}
   for _ in range(rounds):
     for k, fn in variants.items():
       t0 = time.perf_counter()
       jax.block_until_ready(fn(*args))
       times[k].append(time.perf_counter() - t0)
   base = statistics.median(times["non_private"])
+  base_flop = info["non_private"].get("gflop")
   rows = []
   for k in variants:
     med = statistics.median(times[k])
-    rows.append({"model": name, "params_m": round(cfg.num_params() / 1e6, 2),
-                 "variant": k, "batch_size": batch_size, "seq_len": seq_len,
-                 "devices": jax.device_count(),
-                 "median_s": round(med, 4), "min_s": round(min(times[k]), 4),
-                 "ratio_vs_non_private": round(med / base, 3), **info[k]})
+    row = {"model": name, "params_m": round(cfg.num_params() / 1e6, 2),
+           "dtype": cfg.dtype, "variant": k, "batch_size": batch_size,
+           "seq_len": seq_len, "devices": jax.device_count(),
+           "median_s": round(med, 4), "min_s": round(min(times[k]), 4),
+           "ratio_vs_non_private": round(med / base, 3), **info[k]}
+    if mesh is None and base_flop and info[k].get("gflop"):
+      # (XLA's cost analysis does not see inside shard_map bodies.)
+      row["flop_ratio"] = round(info[k]["gflop"] / base_flop, 3)
+    rows.append(row)
   for k, why in skipped.items():
     rows.append({"model": name, "variant": k, "skipped": why})
   return rows
@@ -182,17 +198,18 @@ def main(argv):
     for row in measure_model(
         name, vocab_size=_VOCAB.value, batch_size=_B.value,
         seq_len=_T.value, rounds=_ROUNDS.value, methods=_METHODS.value,
-        microbatch_size=_MB.value):
+        microbatch_size=_MB.value, dtype=_DTYPE.value):
       print(json.dumps(row), flush=True)
       rows.append(row)
   print(f"\n{'model':8} {'variant':12} {'median s':>9} {'min s':>8} "
-        f"{'ratio':>6} {'temp MB':>8}")
+        f"{'ratio':>6} {'flop ratio':>10} {'temp MB':>8}")
   for r in rows:
     if "skipped" in r:
       print(f"{r['model']:8} {r['variant']:12} skipped: {r['skipped']}")
       continue
     print(f"{r['model']:8} {r['variant']:12} {r['median_s']:9.3f} "
           f"{r['min_s']:8.3f} {r['ratio_vs_non_private']:6.2f} "
+          f"{r.get('flop_ratio', float('nan')):10.2f} "
           f"{r.get('temp_mb', float('nan')):8.1f}")
 
 

@@ -271,12 +271,9 @@ class _Embedding(_Layer):
       total = total + _outer_sq_norms(gl, h)   # (V x d) = sum_s gl_s h_s^T
       # Cross term 2 <sum_t e_{id_t} g_t^T, sum_s gl_s h_s^T>.
       v = gl.shape[-1]
-      idx = jnp.clip(ids, 0, v - 1)
-      gl_at = jnp.take_along_axis(
-          gl.astype(_F32)[:, :, None, :],
-          jnp.broadcast_to(idx[:, None, :, None],
-                           (ids.shape[0], gl.shape[1], ids.shape[1], 1)),
-          axis=3)[..., 0]                                  # (B, S, T)
+      idx = jnp.broadcast_to(jnp.clip(ids, 0, v - 1)[:, None, :],
+                             (ids.shape[0], gl.shape[1], ids.shape[1]))
+      gl_at = jnp.take_along_axis(gl, idx, axis=2).astype(_F32)  # (B, S, T)
       gh = jnp.einsum("btd,bsd->bts", g32, h.astype(_F32), precision=_HI)
       total = total + 2.0 * jnp.einsum("bst,bts->b", gl_at, gh,
                                        precision=_HI)
