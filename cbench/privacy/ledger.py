@@ -60,6 +60,17 @@ def _hash(record: Mapping) -> str:
   return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
+def _finite_json(obj: Any) -> Any:
+  """obj with non-finite floats as strings ('inf', 'nan'): strict JSON."""
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return str(obj)
+  if isinstance(obj, Mapping):
+    return {str(k): _finite_json(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_finite_json(v) for v in obj]
+  return obj
+
+
 def library_versions() -> dict:
   out = {}
   for name in ("jax", "dp-accounting", "numpy"):
@@ -87,7 +98,7 @@ def make_header(*, relation: str, sampler: Union[str, Mapping],
                 float(value_discretization_interval),
             "versions": library_versions()}
   if config is not None:
-    header["config"] = dict(config)
+    header["config"] = _finite_json(dict(config))
   header.update(extra)
   _canonical(header)  # raises on non-JSON values (e.g. NaN)
   return header

@@ -126,7 +126,9 @@ def test_single_writer_and_event_validation(tmp_path):
 
 def test_generic_entries_and_nonprivate(tmp_path):
   path = str(tmp_path / "pp.json")
-  with ledger_lib.Ledger.open(path, _header(config_hash="pp")) as led:
+  header = _header(config_hash="pp", config={"clip_norm": float("inf")})
+  assert header["config"] == {"clip_norm": "inf"}
+  with ledger_lib.Ledger.open(path, header) as led:
     led.charge("doc:17", accounting.no_amplification_event(2.0, 1,
                                                            "add_remove"))
     led.charge("doc:18", {"class_name": "GaussianDpEvent",
