@@ -50,25 +50,74 @@ def make_mesh(data: int = -1, fsdp: int = 1, model: int = 1,
   return Mesh(np.asarray(devices, dtype=object).reshape(shape), MESH_AXES)
 
 
-def maybe_initialize_distributed() -> bool:
-  """Calls `jax.distributed.initialize()` iff env ``CBENCH_DISTRIBUTED=1``.
+def maybe_initialize_distributed(
+    enabled: bool | None = None, *, coordinator: str | None = None,
+    num_processes: int | None = None, process_id: int | None = None,
+    local_device_ids: Sequence[int] | None = None,
+    initialization_timeout: int | None = None) -> bool:
+  """Starts multi-controller JAX (`jax.distributed.initialize`) if asked to.
 
-  Optional env: ``CBENCH_COORDINATOR`` (host:port), ``CBENCH_NUM_PROCESSES``,
-  ``CBENCH_PROCESS_ID``; when absent JAX auto-detects them (TPU pods, SLURM,
-  ...). Must run before any other JAX call. Returns whether it initialised.
+  With no arguments (what `experiments.common.run` does) it is driven by the
+  environment: on iff ``CBENCH_DISTRIBUTED=1``, with optional
+  ``CBENCH_COORDINATOR`` (host:port), ``CBENCH_NUM_PROCESSES`` and
+  ``CBENCH_PROCESS_ID``; when those are absent JAX auto-detects them (TPU
+  pods, SLURM, GKE/K8s). Explicit arguments (a flag-driven caller) override
+  both: ``enabled=True/False`` overrides ``CBENCH_DISTRIBUTED`` and each
+  given value overrides its environment variable.
+
+  Must run before any other JAX call. Calling it again after a successful
+  start is a no-op that returns True.
+
+  Args:
+    enabled: None = read ``CBENCH_DISTRIBUTED``; else on/off.
+    coordinator: ``host:port`` of process 0's coordinator service.
+    num_processes: total number of processes.
+    process_id: this process's index in ``[0, num_processes)``.
+    local_device_ids: restrict this process to these local devices (e.g.
+      one GPU per process without CUDA_VISIBLE_DEVICES).
+    initialization_timeout: seconds to wait for every process to connect.
+
+  Returns:
+    Whether the distributed runtime is (now) initialised.
+
+  Raises:
+    CbenchError: a non-integer environment value, or an inconsistent
+      process id / count.
   """
-  if os.environ.get("CBENCH_DISTRIBUTED", "") != "1":
+  if enabled is None:
+    enabled = os.environ.get("CBENCH_DISTRIBUTED", "") == "1"
+  if not enabled:
     return False
+  if jax.distributed.is_initialized():
+    return True
   kwargs = {}
-  if os.environ.get("CBENCH_COORDINATOR"):
-    kwargs["coordinator_address"] = os.environ["CBENCH_COORDINATOR"]
-  for env, arg in (("CBENCH_NUM_PROCESSES", "num_processes"),
-                   ("CBENCH_PROCESS_ID", "process_id")):
-    if os.environ.get(env):
+  if coordinator is None and os.environ.get("CBENCH_COORDINATOR"):
+    coordinator = os.environ["CBENCH_COORDINATOR"]
+  if coordinator is not None:
+    kwargs["coordinator_address"] = coordinator
+  for env, arg, value in (
+      ("CBENCH_NUM_PROCESSES", "num_processes", num_processes),
+      ("CBENCH_PROCESS_ID", "process_id", process_id)):
+    if value is None and os.environ.get(env):
       try:
-        kwargs[arg] = int(os.environ[env])
+        value = int(os.environ[env])
       except ValueError as e:
         raise _validate.CbenchError(
             f"Expected an integer {env}={os.environ[env]!r}.") from e
+    if value is not None:
+      kwargs[arg] = int(value)
+  if "num_processes" in kwargs:
+    _validate.positive("num_processes (CBENCH_NUM_PROCESSES)",
+                       kwargs["num_processes"])
+  if "process_id" in kwargs:
+    n = kwargs.get("num_processes")
+    _validate.check(
+        kwargs["process_id"] >= 0 and (n is None or kwargs["process_id"] < n),
+        f"Expected 0 <= process_id (CBENCH_PROCESS_ID)="
+        f"{kwargs['process_id']} < num_processes={n}.")
+  if local_device_ids is not None:
+    kwargs["local_device_ids"] = list(local_device_ids)
+  if initialization_timeout is not None:
+    kwargs["initialization_timeout"] = int(initialization_timeout)
   jax.distributed.initialize(**kwargs)
   return True
