@@ -50,6 +50,10 @@ Two entry points share the same parameters:
   valid=..., method=Transformer.extend)`` -> ``(logits, cache)``: the KV-cached
   path used by `cbench.decoding.decoder` (prefill with T > 1, decode with
   T = 1). Cache slot = token position.
+
+``Transformer(config).apply({'params': p}, tokens, valid,
+method=Transformer.mean_hidden)`` -> ``[B, d_model]``: final-norm states
+averaged over each right-padded row's real tokens (a text embedding).
 """
 
 from __future__ import annotations
@@ -338,6 +342,33 @@ class Transformer(nn.Module):
     for block in self.blocks:
       x, _ = block(x, positions, mask)
     return self.embed.attend(self.final_norm(x))
+
+  def mean_hidden(self, tokens: jax.Array, valid: jax.Array) -> jax.Array:
+    """Mean of the final-norm hidden states over each row's real tokens.
+
+    A text embedding from the LM itself (used to cluster records with a
+    public model). Rows are RIGHT-padded: real tokens first, ``valid`` True
+    on them; positions are ``arange(T)``.
+
+    Args:
+      tokens: ``[B, T]`` int32.
+      valid: ``[B, T]`` bool; at least one True per row for a defined mean.
+
+    Returns:
+      ``[B, d_model]`` float32; rows with no valid token give zeros.
+    """
+    b, t = tokens.shape
+    positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    idx = jnp.arange(t)
+    seg = valid.astype(jnp.int32)
+    mask = (idx[:, None] >= idx[None, :])[None] & (
+        seg[:, :, None] == seg[:, None, :]) & (seg[:, None, :] != 0)
+    x = self._embed(tokens)
+    for block in self.blocks:
+      x, _ = block(x, positions, mask)
+    h = self.final_norm(x).astype(jnp.float32)
+    w = valid.astype(jnp.float32)[..., None]
+    return jnp.sum(h * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
 
   def extend(self, tokens: jax.Array, positions: jax.Array, cache: KVCache,
              valid: jax.Array | None = None, last_only: bool = False

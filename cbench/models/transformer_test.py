@@ -222,3 +222,37 @@ def test_remat_gives_same_loss_grads_and_intermediates(setup):
                g0, g1)
   assert (jax.tree.structure(s0) == jax.tree.structure(s1))
   assert "inputs" in s1["intermediates"]["blocks_0"]["mlp"]["up"]
+
+
+def test_mean_hidden_is_the_masked_mean_of_final_norm_states(setup):
+  config, params, model = setup
+  rng = np.random.default_rng(3)
+  width, lengths = 10, (10, 4, 1)
+  tokens = np.zeros((len(lengths), width), np.int32)
+  for i, n in enumerate(lengths):
+    tokens[i, :n] = rng.integers(4, VOCAB, n)
+  valid = tokens != 0
+  got = model.apply({"params": params}, tokens, valid,
+                    method=tf.Transformer.mean_hidden)
+  assert got.shape == (3, config.d_model) and got.dtype == jnp.float32
+
+  def final_states(row):  # the reference: capture final_norm's output
+    _, inter = model.apply({"params": params}, row[None], mutable=[
+        "intermediates"])
+    normed = inter["intermediates"]["embed"]["attend_inputs"][0]
+    return np.asarray(normed[0], np.float64)
+
+  for i, n in enumerate(lengths):
+    ref = final_states(tokens[i, :n]).mean(axis=0)
+    np.testing.assert_allclose(np.asarray(got[i]), ref, rtol=2e-5,
+                               atol=2e-5)
+  # Padding content and trailing pad length do not matter.
+  junk = np.where(valid, tokens, 7)
+  again = model.apply({"params": params}, junk, valid,
+                      method=tf.Transformer.mean_hidden)
+  np.testing.assert_allclose(np.asarray(again), np.asarray(got), atol=1e-5)
+  # A broken variant (mean over ALL columns) differs for padded rows.
+  broken = model.apply({"params": params}, tokens, np.ones_like(valid),
+                       method=tf.Transformer.mean_hidden)
+  assert not np.allclose(np.asarray(broken[1]), np.asarray(got[1]),
+                         atol=1e-3)
