@@ -16,7 +16,6 @@ from cbench.harness import model_store
 from cbench.harness.lm_train import TrainRecipe, train_lm
 from cbench.io import files
 from cbench.parallel import mesh as mesh_lib
-from cbench.parallel import rules
 from cbench.train import text_data
 
 log = logging.getLogger("cbench")
@@ -37,8 +36,8 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
   """
   texts = text_data.read_texts(corpus_path)  # Validates before any write.
   corpus_sha = files.sha256_file(corpus_path)
-  base = model_store.load(base_dir, shardings=None)
   mesh = mesh_lib.make_mesh()
+  base = model_store.load(base_dir, mesh=mesh)
   expected = {"base": os.path.abspath(base_dir), "corpus": os.path.abspath(corpus_path),
               "corpus_sha256": corpus_sha, "recipe": recipe.to_dict()}
   binding_path = os.path.join(workdir, "run.json")
@@ -57,7 +56,7 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
 
   rows = text_data.cached_rows(texts, base.tokenizer, recipe.seq_len,
                                os.path.join(workdir, "data"), "corpus")
-  params = _reshard(base.params, base.config, mesh)
+  params = base.params
   params, train_info = train_lm(params, base.config, rows, recipe, workdir,
                                 name="finetune", mesh=mesh,
                                 stop_after=stop_after)
@@ -68,11 +67,6 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
           "base_info": base.info.get("pretrain_config")}
   model_store.finish(workdir, params, info)
   return info
-
-
-def _reshard(params, config, mesh):
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.device_put(params, rules.param_shardings(config, mesh))
 
 
 def _jsonable(obj):

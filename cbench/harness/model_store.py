@@ -23,6 +23,8 @@ from cbench._validate import CbenchError
 from cbench.io import files
 from cbench.models import config as config_lib
 from cbench.models import registry
+from cbench.parallel import mesh as mesh_lib
+from cbench.parallel import rules
 from cbench.text.tokenizer import Tokenizer
 from cbench.train import checkpoint
 
@@ -84,8 +86,12 @@ def load_config(path: str) -> config_lib.ModelConfig:
     raise CbenchError(f"{cfg_path}: not a ModelConfig ({e}).") from e
 
 
-def load(path: str, *, shardings: PyTree | None = None) -> ModelBundle:
-  """Loads a finished model directory."""
+def load(path: str, *, mesh=None) -> ModelBundle:
+  """Loads a finished model directory onto `mesh` (default: all devices).
+
+  Parameters are restored straight into the mesh's parameter shardings, so a
+  model saved on one topology (8 devices, a pod) loads on any other.
+  """
   if not os.path.isdir(path):
     raise CbenchError(f"Model directory not found: {path}")
   if not is_done(path):
@@ -96,11 +102,12 @@ def load(path: str, *, shardings: PyTree | None = None) -> ModelBundle:
   if tokenizer.vocab_size != config.vocab_size:
     raise CbenchError(f"{path}: tokenizer has {tokenizer.vocab_size} ids but "
                       f"the model config expects {config.vocab_size}.")
+  mesh = mesh_lib.make_mesh() if mesh is None else mesh
+  shardings = rules.param_shardings(config, mesh)
   target = jax.eval_shape(lambda: registry.init_params(config, jax.random.key(0)))
-  if shardings is not None:
-    target = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        target, shardings)
+  target = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      target, shardings)
   params = checkpoint.load_params(os.path.join(path, "params"), target)
   return ModelBundle(path, config, tokenizer, params,
                      files.read_json(os.path.join(path, "fewshot.json")),

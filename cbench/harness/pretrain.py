@@ -11,6 +11,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 
 from cbench._validate import CbenchError
 from cbench.corpus import release as release_lib
@@ -28,10 +29,37 @@ from cbench.train import text_data
 log = logging.getLogger("cbench")
 
 
+def document_pairs(docs: list[dict], fraction: float, seed: int) -> list[str]:
+  """``doc_a + "\n\n" + doc_b`` for pairs of documents sharing a creature.
+
+  Teaches the base model, on public data only, that a document that follows
+  another one after a blank line is about the same creatures and repeats
+  their facts: the in-context ability private prediction relies on (it
+  prompts with a private record followed by a blank line).
+  """
+  rng = np.random.default_rng(seed)
+  by_creature: dict[str, list[int]] = {}
+  for i, d in enumerate(docs):
+    for creature in sorted({f[0] for f in d["facts"]}):
+      by_creature.setdefault(creature, []).append(i)
+  out = []
+  for i in rng.permutation(len(docs))[:int(fraction * len(docs))]:
+    creatures = sorted({f[0] for f in docs[i]["facts"]})
+    if not creatures:
+      continue
+    pool = by_creature[creatures[rng.integers(len(creatures))]]
+    j = pool[rng.integers(len(pool))]
+    if j != i:
+      out.append(docs[i]["text"] + prompts.SEPARATOR + docs[j]["text"])
+  return out
+
+
 def pretraining_texts(world: release_lib.Release, config: PretrainConfig
                       ) -> tuple[list[str], list[dict]]:
-  """Public-world documents + Q/A blocks; and the public QA records."""
-  docs = [d["text"] for d in world.corpus("train")]
+  """Public-world documents, document pairs and Q/A blocks; the QA records."""
+  records = list(world.corpus("train"))
+  docs = [d["text"] for d in records]
+  docs += document_pairs(records, config.pair_fraction, config.train.seed)
   names = world.qa_names()
   if "public_train" not in names:
     raise CbenchError(f"{world.root} is not a public world (no "

@@ -76,7 +76,7 @@ def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
     qa = release.qa(split)
     t0 = time.monotonic()
     preds = answer_questions(bundle, [q["question"] for q in qa],
-                             batch_size=batch_size, mesh=mesh)
+                             batch_size=batch_size, mesh=None)
     scores = qa_metrics.score_predictions(qa, preds)
     scores["seconds"] = time.monotonic() - t0
     result["splits"][split] = scores

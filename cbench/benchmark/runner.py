@@ -1,0 +1,317 @@
+"""The benchmark runner: method × ε grid -> synthesize -> fine-tune -> score.
+
+    run_benchmark(BenchmarkConfig(release_dir=..., methods=(...),
+                                  epsilons=(1, 10, inf)), workdir)
+
+Workdir layout::
+
+  W/public_world/, W/base/         built once (skipped when given)
+  W/cells/<cell>/cell.json         the cell's request and key (sha256)
+  W/cells/<cell>/synth.jsonl       synthetic corpus (+ synth.ledger.json)
+  W/cells/<cell>/model/            the standard fine-tune on it
+  W/cells/<cell>/scores.json       QA scores
+  W/cells/<cell>/row.json          the result row; written last = cell done
+  W/results.jsonl, W/results.md, W/accuracy_vs_epsilon.png, W/report.html
+
+A cell is reused when its ``row.json`` carries the same key; a changed
+config changes the key of exactly the cells it touches, which are then
+recomputed from scratch. An interrupted run resumes at the first unfinished
+cell (inside it, synthesis and fine-tuning resume from their own ledgers and
+checkpoints). Everything a request can get wrong (unknown method, ε a method
+cannot reach, a synthetic file without "text") is checked before any compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from typing import Any, Sequence
+
+from cbench import _validate
+from cbench._validate import CbenchError
+from cbench.benchmark import report
+from cbench.corpus import release as release_lib
+from cbench.harness import finetune
+from cbench.harness import model_store
+from cbench.harness import pretrain
+from cbench.harness import recipes
+from cbench.harness import score
+from cbench.io import files
+from cbench.synthesis import api as synthesis_api
+
+log = logging.getLogger("cbench")
+SCORE_SPLITS = ("public_test", "sensitive_test")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchmarkConfig:
+  """A benchmark run.
+
+  Attributes:
+    release_dir: the release to evaluate on (its train corpus is private).
+    methods: synthesis methods (see `cbench.synthesis.api.METHODS`).
+    epsilons: target ε grid (inf = the non-private run of each method).
+      `public_only` runs once at ε = 0 whatever the grid.
+    num_docs: synthetic documents per cell.
+    delta: target δ (None: each method's default, below 1/n).
+    recipe: harness recipe name (`cbench.harness.recipes`).
+    base_dir: an existing base model (default: pretrained into W/base).
+    public_world_dir: an existing public world (default: built into W).
+    synthetic: a researcher's own synthetic JSONL to evaluate instead of
+      (or besides) the grid.
+    ledger: its privacy ledger; without one the row says "ε not verified".
+    reference_rows: include the base model and the real-data fine-tune.
+    method_options: per-method overrides, ``((method, ((k, v), ...)), ...)``.
+    seed: synthesis randomness.
+  """
+  release_dir: str
+  methods: tuple[str, ...] = ()
+  epsilons: tuple[float, ...] = ()
+  num_docs: int = 200
+  delta: float | None = None
+  recipe: str = "tiny"
+  base_dir: str | None = None
+  public_world_dir: str | None = None
+  synthetic: str | None = None
+  ledger: str | None = None
+  reference_rows: bool = True
+  method_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  name: str
+  method: str
+  epsilon: float | None
+  request: dict  # Everything the cell's result depends on (hashed).
+
+  @property
+  def key(self) -> str:
+    blob = json.dumps(self.request, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _eps_name(eps: float) -> str:
+  return "inf" if math.isinf(eps) else f"{eps:g}"
+
+
+def _synthesis_config(config: BenchmarkConfig, method: str, eps: float
+                      ) -> synthesis_api.SynthesisConfig:
+  return synthesis_api.SynthesisConfig(
+      method=method, epsilon=eps, delta=config.delta,
+      num_docs=config.num_docs, seed=config.seed,
+      options=dict(config.method_options).get(method, ()))
+
+
+def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
+               base_key: str) -> list[Cell]:
+  """The cells of the run, in order (reference rows first)."""
+  recipe = recipes.get_harness_config(config.recipe)
+  common = {"release_sha256": release.manifest["files"], "base": base_key,
+            "finetune": recipe.finetune.to_dict()}
+  cells = []
+  if config.reference_rows:
+    cells.append(Cell("base", "base", None, {**common, "kind": "base"}))
+    cells.append(Cell("real", "real", math.inf, {**common, "kind": "real"}))
+  for method in config.methods:
+    grid = (0.0,) if method == "public_only" else config.epsilons
+    for eps in grid:
+      eps_req = math.inf if method == "public_only" else eps
+      syn = _synthesis_config(config, method, eps_req)
+      cells.append(Cell(f"{method}-eps{_eps_name(eps)}", method, eps,
+                        {**common, "kind": "synthetic", "synthesis": syn.to_dict()}))
+  if config.synthetic:
+    cells.append(Cell("own", "own", None, {
+        **common, "kind": "own", "synthetic_sha256": files.sha256_file(config.synthetic),
+        "ledger_sha256": files.sha256_file(config.ledger) if config.ledger else None}))
+  return cells
+
+
+def validate(config: BenchmarkConfig) -> release_lib.Release:
+  """Every check that needs no compute; raises CbenchError naming the problem."""
+  if not os.path.isdir(config.release_dir):
+    raise CbenchError(f"--release directory not found: {config.release_dir}")
+  release = release_lib.load_release(config.release_dir)
+  recipes.get_harness_config(config.recipe)
+  for m in config.methods:
+    _validate.one_of("method", m, synthesis_api.METHODS)
+  if any(m != "public_only" for m in config.methods):
+    _validate.check(len(config.epsilons) > 0, "Expected at least one --epsilons value.")
+  num_records = release.manifest["documents"]["by_split"]["train"]
+  for m in config.methods:
+    for eps in ((math.inf,) if m == "public_only" else config.epsilons):
+      syn = _synthesis_config(config, m, eps)
+      synthesis_api.check_request(syn)
+      synthesis_api.check_feasible(syn, num_records)
+  if config.synthetic:
+    n = sum(1 for _ in files.iter_jsonl(config.synthetic, required=("text",)))
+    _validate.check(n > 0, f"--synthetic={config.synthetic} has no records.")
+  if config.ledger:
+    _validate.check(config.synthetic is not None, "--ledger needs --synthetic.")
+    files.read_json(config.ledger)
+  _validate.check(config.methods or config.synthetic or config.reference_rows,
+                  "Nothing to run: give --methods and/or --synthetic.")
+  return release
+
+
+def _versions() -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import cbench  # pylint: disable=g-import-not-at-top
+  import dp_accounting  # pylint: disable=g-import-not-at-top
+  return {"jax": jax.__version__, "cbench": getattr(cbench, "__version__", "0"),
+          "dp_accounting": getattr(dp_accounting, "__version__", "?")}
+
+
+def _row_from_scores(cell: Cell, scores: dict, base_row: dict | None, extra: dict) -> dict:
+  pub = scores["splits"]["public_test"]
+  sens = scores["splits"]["sensitive_test"]
+  row = {"method": cell.method,
+         "epsilon": cell.epsilon if cell.epsilon is None or not math.isinf(cell.epsilon) else "inf",
+         "public_test_exact": pub["exact"], "public_test_fuzzy": pub["fuzzy"],
+         "sensitive_test_exact": sens["exact"], "sensitive_test_fuzzy": sens["fuzzy"],
+         "capability_gain": None, **extra}
+  if base_row is not None:
+    row["capability_gain"] = pub["exact"]["mean"] - base_row["public_test_exact"]["mean"]
+  return row
+
+
+def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
+              base_dir: str, cell_dir: str, base_row: dict | None) -> dict:
+  t0 = time.monotonic()
+  recipe = recipes.get_harness_config(config.recipe)
+  extra: dict[str, Any] = {"delta": None, "expost_epsilon": None,
+                           "num_docs": None, "epsilon_verified": None}
+  if cell.method == "base":
+    model_dir = base_dir
+  else:
+    if cell.method == "real":
+      corpus = release.corpus_path("train")
+      extra["num_docs"] = release.manifest["documents"]["by_split"]["train"]
+      extra["epsilon_verified"] = None
+    elif cell.method == "own":
+      corpus = config.synthetic
+      extra["num_docs"] = sum(1 for _ in files.iter_jsonl(corpus, required=("text",)))
+      extra.update(_own_ledger(config.ledger))
+    else:
+      corpus = os.path.join(cell_dir, "synth.jsonl")
+      syn = _synthesis_config(config, cell.method,
+                              math.inf if cell.method == "public_only" else cell.epsilon)
+      summary = synthesis_api.synthesize(release.root, base_dir, syn, corpus)
+      extra.update({"delta": summary.get("delta"),
+                    "expost_epsilon": summary.get("expost_epsilon"),
+                    "num_docs": summary.get("num_docs"),
+                    "epsilon_verified": True,
+                    "achieved_epsilon": summary.get("epsilon"),
+                    "synthesis": {k: v for k, v in summary.items()
+                                  if isinstance(v, (int, float, str, bool)) or v is None}})
+    model_dir = os.path.join(cell_dir, "model")
+    finetune.finetune(base_dir, corpus, model_dir, recipe.finetune)
+  scores = score.score_qa(release.root, model_dir, SCORE_SPLITS,
+                          os.path.join(cell_dir, "scores.json"))
+  row = _row_from_scores(cell, scores, base_row, extra)
+  row.update({"cell": cell.name, "key": cell.key,
+              "wall_seconds": time.monotonic() - t0,
+              "release_id": release.manifest["release_id"],
+              "release_sha256": files.sha256_file(os.path.join(release.root, "manifest.json")),
+              "recipe": config.recipe, "versions": _versions()})
+  return row
+
+
+def _own_ledger(path: str | None) -> dict:
+  if not path:
+    return {"epsilon_verified": False, "epsilon": None, "delta": None}
+  from cbench.privacy import ledger as ledger_lib  # pylint: disable=g-import-not-at-top
+  try:
+    info = ledger_lib.verify_file(path)
+  except CbenchError as e:
+    log.warning("ledger %s does not verify: %s", path, e)
+    return {"epsilon_verified": False, "ledger_error": str(e)}
+  return {"epsilon_verified": True, "verified_epsilon": info.get("epsilon"),
+          "delta": info.get("delta")}
+
+
+def _ensure_base(config: BenchmarkConfig, workdir: str) -> str:
+  if config.base_dir:
+    model_store.load_config(config.base_dir)
+    if not model_store.is_done(config.base_dir):
+      raise CbenchError(f"--base={config.base_dir} is not a finished model directory.")
+    return config.base_dir
+  pw = config.public_world_dir or os.path.join(workdir, "public_world")
+  if not os.path.exists(os.path.join(pw, "manifest.json")):
+    log.info("building the public world in %s", pw)
+    release_lib.build_public_world(pw, overwrite=os.path.exists(pw))
+  base = os.path.join(workdir, "base")
+  pretrain.pretrain_base(pw, base, recipes.get_harness_config(config.recipe).pretrain)
+  return base
+
+
+def run_benchmark(config: BenchmarkConfig, workdir: str, *,
+                  stop_after_cells: int | None = None) -> list[dict]:
+  """Runs (or resumes) the grid; writes results files; returns the rows.
+
+  Args:
+    config: what to run.
+    workdir: where everything goes.
+    stop_after_cells: compute at most this many cells, then stop (tests).
+  """
+  release = validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  base_dir = _ensure_base(config, workdir)
+  base_key = hashlib.sha256(json.dumps(
+      files.read_json(os.path.join(base_dir, model_store.DONE)),
+      sort_keys=True).encode()).hexdigest()
+  cells = plan_cells(config, release, base_key)
+  rows: list[dict] = []
+  base_row = None
+  computed = 0
+  for i, cell in enumerate(cells):
+    cell_dir = os.path.join(workdir, "cells", cell.name)
+    row_path = os.path.join(cell_dir, "row.json")
+    row = files.read_json(row_path) if os.path.exists(row_path) else None
+    if row is not None and row.get("key") == cell.key:
+      log.info("[%d/%d] %s: cached", i + 1, len(cells), cell.name)
+    else:
+      if stop_after_cells is not None and computed >= stop_after_cells:
+        break
+      if row is not None or (os.path.exists(cell_dir) and _stale(cell_dir, cell)):
+        log.info("[%d/%d] %s: config changed, recomputing", i + 1, len(cells), cell.name)
+        shutil.rmtree(cell_dir)
+      os.makedirs(cell_dir, exist_ok=True)
+      files.write_json(os.path.join(cell_dir, "cell.json"),
+                       {"key": cell.key, "request": cell.request})
+      log.info("[%d/%d] %s: running", i + 1, len(cells), cell.name)
+      row = _run_cell(cell, config, release, base_dir, cell_dir, base_row)
+      files.write_json(row_path, row)
+      computed += 1
+      log.info("[%d/%d] %s: public EM %.3f, sensitive EM %.3f (%.0fs)", i + 1,
+               len(cells), cell.name, row["public_test_exact"]["mean"],
+               row["sensitive_test_exact"]["mean"], row["wall_seconds"])
+    if cell.method == "base":
+      base_row = row
+    rows.append(row)
+  write_outputs(rows, workdir, release)
+  return rows
+
+
+def _stale(cell_dir: str, cell: Cell) -> bool:
+  path = os.path.join(cell_dir, "cell.json")
+  return not os.path.exists(path) or files.read_json(path).get("key") != cell.key
+
+
+def write_outputs(rows: Sequence[dict], workdir: str, release: release_lib.Release) -> None:
+  """results.jsonl, results.md, accuracy_vs_epsilon.png, report.html."""
+  files.write_jsonl(os.path.join(workdir, "results.jsonl"), rows)
+  files.write_text(os.path.join(workdir, "results.md"), report.markdown_table(rows))
+  png = os.path.join(workdir, "accuracy_vs_epsilon.png")
+  report.plot_accuracy(rows, png)
+  datasheet_path = os.path.join(release.root, "README.md")
+  datasheet = open(datasheet_path, encoding="utf-8").read() if os.path.exists(datasheet_path) else ""
+  files.write_text(os.path.join(workdir, "report.html"), report.html_report(
+      rows, png, datasheet, f"cbench results: release {release.manifest['release_id']}"))
