@@ -25,6 +25,7 @@ versions differs. `epsilon(delta)` is recomputed from the persisted events by
 a fresh accountant. Entries are generic (`entry_id` may be a step or a
 document id), so DP-SGD and private-prediction synthesis share this format.
 A single writer per file is enforced with an exclusive `flock`.
+`verify_file(path)` re-checks a finished ledger read-only (for reports).
 """
 
 from __future__ import annotations
@@ -264,17 +265,23 @@ def _fsync_dir(path: str) -> None:
 
 
 def _read_and_verify(path: str, fh) -> tuple[dict, list]:
-  """Returns (header record, charge records) of a verified file."""
+  """Returns (header record, charge records); truncates a torn last line."""
   fh.seek(0)
   data = fh.read()
-  lines = data.split(b"\n")
-  tail = lines.pop()  # bytes after the last newline ('' if none)
-  good_end = len(data) - len(tail)
-  if tail:
+  head, records, good_end = _parse(path, data)
+  if good_end < len(data):
     # A crash inside charge(): the line was never acknowledged. Drop it.
     fh.truncate(good_end)
     fh.flush()
     os.fsync(fh.fileno())
+  return head, records
+
+
+def _parse(path: str, data: bytes) -> tuple[dict, list, int]:
+  """(header record, charge records, end of the last complete line)."""
+  lines = data.split(b"\n")
+  tail = lines.pop()  # bytes after the last newline ('' if none)
+  good_end = len(data) - len(tail)
   if not lines:
     raise CbenchError(f"Ledger {path} has no header line.")
   records = []
@@ -297,7 +304,25 @@ def _read_and_verify(path: str, fh) -> tuple[dict, list]:
   ids = [r["id"] for r in records[1:]]
   if len(set(ids)) != len(ids):
     raise CbenchError(f"Ledger {path}: duplicate entry ids.")
-  return records[0], records[1:]
+  return records[0], records[1:], good_end
+
+
+def verify_file(path: str, delta: Optional[float] = None) -> dict:
+  """Read-only check of a finished ledger; returns `Ledger.summary()` fields.
+
+  Verifies the hash chain and recomputes epsilon with a fresh accountant
+  (at `delta`, default the header's). Never modifies the file; a torn last
+  line (never acknowledged) is ignored. Raises `CbenchError` if the file is
+  missing or does not verify.
+  """
+  if not os.path.exists(path):
+    raise CbenchError(f"Ledger not found: {path}")
+  with open(path, "rb") as f:
+    head, records, _ = _parse(path, f.read())
+  led = Ledger(path, head["header"], head["hash"], records, fh=None)
+  out = led.summary() if delta is None else dict(
+      led.summary(), epsilon=led.epsilon(delta), delta=delta)
+  return out
 
 
 def _check_same_header(path: str, stored: Mapping, new: Mapping) -> None:

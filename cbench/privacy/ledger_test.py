@@ -46,6 +46,9 @@ def test_charge_resume_and_idempotent_replay(tmp_path):
   fresh = accounting.epsilon(SAMPLER.dp_event(1.0, 9, "add_remove"), 1e-5,
                              "add_remove", "pld", 1e-3)
   assert eps == pytest.approx(fresh, abs=1e-9)
+  info = ledger_lib.verify_file(path)  # read-only, for reports
+  assert info["epsilon"] == eps and info["charges"] == 9
+  assert info["delta"] == 1e-5 and info["relation"] == "add_remove"
   assert eps > accounting.epsilon(SAMPLER.dp_event(1.0, 8, "add_remove"),
                                   1e-5, "add_remove", "pld", 1e-3)
 
@@ -86,6 +89,8 @@ def test_tampering_is_detected(tmp_path):
       ledger_lib.Ledger.open(path, _header())
 
   attempt(lines[:2] + lines[3:])                       # a charge dropped
+  with pytest.raises(CbenchError, match="hash chain"):
+    ledger_lib.verify_file(path)
   attempt([lines[0], lines[2], lines[1]] + lines[3:])  # reordered
   rec = json.loads(lines[2])
   rec["event"]["event"]["sampling_probability"] = 0.001  # cheaper event
