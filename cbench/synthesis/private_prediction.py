@@ -1,0 +1,1097 @@
+"""Private-prediction synthesis, end to end: plan, batches, decode, commit.
+
+    summary = run(release_dir, base_dir, SynthesisConfig(
+        method="private_prediction", epsilon=10.0, num_docs=200), out_path)
+
+Methods (`cbench.synthesis.api` dispatches all four here):
+
+* ``private_prediction`` (Amin et al. 2024): `SvtPrivatePredictionSampler`,
+  parameters by `pp_accounting.derive_parameters`.
+* ``invisible_ink`` (Vinod et al. 2025): `InvisibleInkSampler`, clip by
+  `pp_accounting.derive_invisible_ink_clip`.
+* ``cluster_median`` (Amin et al. 2025): public-model embeddings, public
+  cluster centres, DP noisy counts, batches within clusters, `MedianSampler`
+  with the clip of `pp_accounting.derive_median_clip`.
+* ``public_only``: the public prompt alone through the same decoder (ε = 0).
+
+Records and prompts
+-------------------
+The private records are the release's TRAIN documents. Record i's prompt is
+``[bos] + (first P tokens of its text) + [newline, newline]``: the base
+model was pretrained (on public data) to continue a document after a blank
+line with another document about the same creatures. The public prompt is
+``[bos]`` alone, the LAST row of every group of ``s + 1`` rows. A stream
+ends at EOS, at the newline id (documents are one paragraph), at
+`max_new_tokens`, or at the sampler's private-token budget.
+
+Batches, rounds, shapes
+-----------------------
+Records are split by `batching.keyed_hash_batches` into ``K`` fixed
+disjoint batches of ``s`` rows; K is public (option ``num_batches``, else
+``ceil(n / s)`` with n the release manifest's public train count). Bucket
+overflow is dropped, free rows are padded with the public prompt. With N
+documents there are ``R = ceil(N / K)`` rounds; round k writes one document
+for each of the first ``min(K, N - kK)`` batches of a public, seeded
+permutation of the batches. A round runs as ``ceil(docs / m)`` decoder calls
+of one fixed shape (``m`` groups of ``s + 1`` rows, option
+``groups_per_call``; the last call is padded with dummy groups of public
+prompts whose output is discarded; prompts are padded to one fixed width),
+so shapes never depend on the data.
+
+Privacy accounting
+------------------
+* One round: the batches are disjoint and each yields at most one document,
+  so the round's documents compose in PARALLEL: one worst-case per-document
+  event (``ZCDpEvent(rho_doc)``) is charged per round.
+* Rounds compose SEQUENTIALLY (every batch may take part in every round):
+  the ledger holds R round events (plus, for ``cluster_median``, the
+  Laplace event of the DP cluster counts), and ε is recomputed from them by
+  the ledger's own accountant (dp_accounting RDP, whose conversion is never
+  below the tight zCDP one).
+* Parameter rule (all methods): ρ_total = the largest ρ whose ledger ε,
+  composed with the counts event if any, is <= the target (bisection);
+  ρ_doc = ρ_total / R; the method's documented rule is applied at the
+  per-document budget ``ε_doc = zcdp_epsilon(ρ_doc, δ)``; the planned
+  ledger ε is recomputed and checked <= target (else ρ_total shrinks).
+  The SVT threshold, clip c, temperatures, top-k are public choices
+  (`Options`); s may be ``"auto"`` for private_prediction: the smallest s
+  of ``batch_size_grid`` whose derived r (private tokens per document) is
+  >= ``min_private_tokens``, else the s with the largest r >= 1, else the
+  target is infeasible (`CbenchError`, raised before any file is written).
+* Neighbouring relation ``add_remove`` (default): a record's arrival or
+  departure replaces at most one row of one batch (padding rows are public
+  prompts), i.e. 2c/s for a clipped mean (see `pp_accounting`).
+  ``replace_one`` costs the same. ``zero_out`` (c/s, Amin et al.'s
+  convention) is accepted only for ``invisible_ink``, whose null row IS the
+  public prompt (DClip contributes exactly 0); the other methods cannot
+  pass null rows through the shared decoder and refuse it.
+* ``epsilon = inf`` runs the same code path without protection:
+  private_prediction = recentred mean of the s private logits, no clip, no
+  SVT (every token private), tau = 1, r = max_new_tokens; invisible_ink =
+  C = inf (DClip = mean private logits, Top-k+ = whole vocabulary);
+  cluster_median = unclipped median and EXACT cluster counts; each round
+  is charged a `NonPrivateDpEvent` (ledger ε = inf). ``public_only`` reads
+  no private data: each round is charged a `NoOpDpEvent` (ε = 0).
+* ``cluster_median`` reports the worst-case ε (ledger) and, separately, the
+  data-dependent ex-post ε (NOT a DP guarantee):
+  ``counts_eps + max_b sum_k expost(b, k)`` where ``expost(b, k)`` is the
+  sampler's per-document sum of per-token bounds
+  ``(max_j down_j + max_j up_j) / tau`` (`pp_accounting`) for batch b in
+  round k (rounds compose by summation for a record of batch b), and
+  ``counts_eps = 1 / b_laplace`` is the pure ε of the counts (inf when the
+  counts are exact).
+
+Clustering inputs (``cluster_median``): embeddings are the base model's
+mean-pooled final-norm states (`Transformer.mean_hidden`) of each record's
+prompt text (a public model applied record by record). Cluster centres come
+from k-means on the embeddings of ``public_docs`` documents the base model
+generates UNCONDITIONALLY (``public_only`` samples from ``[bos]``, seeded):
+public by construction (the release's QA questions name release creatures
+and are not used). Each record is counted at its nearest centre; Laplace
+counts (pure ε = ``counts_epsilon_share`` of the target; L1 sensitivity 1
+under add/remove, 2 under replace_one) are charged to the ledger before any
+document; the ``num_keep`` largest noisy clusters are kept, every record
+goes to its nearest kept centre, and the public total K is split over the
+kept clusters proportionally to their noisy counts (largest remainder, at
+least one batch each; post-processing of the DP counts), keyed-hash
+batching inside each cluster. K stays the public ``ceil(n / s)`` so the
+rounds (and the per-round budget) are fixed before the counts are drawn.
+
+Commit protocol (write-ahead, resumable)
+----------------------------------------
+For each round k: generate its documents with the deterministic key
+``fold_in(fold_in(key(seed), ROUNDS), k)``; charge ``round:k`` to the
+ledger (fsync'd; meta = counts and a sha256 of the texts); then append the
+documents to ``synth.jsonl`` (one write + fsync). On restart the jsonl's
+complete rounds are counted (a torn trailing line or a partial round is cut
+off; it is regenerated identically), every written round must be charged,
+and generation resumes at the first unwritten round: a round charged but
+not written is regenerated with the same keys, so its re-charge is an
+idempotent no-op. If a replay ever differs (other hardware), the ledger
+refuses the same id with different content and the round is charged again
+under ``round:k/replay:j`` (it pays twice, never zero times).
+
+Seeds: batching key, permutation, counts noise and sampling keys derive from
+``config.seed`` (public in this benchmark; a deployment must inject secret
+randomness: see privacy-testing.md E4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import dp_accounting
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cbench import _validate
+from cbench._validate import CbenchError, check
+from cbench.corpus import release as release_lib
+from cbench.decoding import decoder
+from cbench.harness import model_store
+from cbench.io import files
+from cbench.models.transformer import Transformer
+from cbench.privacy import accounting
+from cbench.privacy import ledger as ledger_lib
+from cbench.privacy import pp_accounting as ppa
+from cbench.synthesis import api
+from cbench.synthesis import batching
+from cbench.synthesis import samplers
+
+log = logging.getLogger("cbench")
+
+METHODS = ("public_only", "private_prediction", "invisible_ink",
+           "cluster_median")
+_ROUND_STREAM, _CENTRE_STREAM = 1, 2
+_EMBED_CHUNK = 128
+_LEDGER_RELATION = "add_remove"   # composition semantics of the ZCDp events
+_ACCOUNTANT = "rdp"
+
+
+# ---------------------------------------------------------------------------
+# Options
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Public knobs (``SynthesisConfig.options``); defaults in brackets.
+
+  Attributes:
+    batch_size: s, private prompts per document; "auto" (private_prediction
+      default, see module docstring) or an int [auto / 32].
+    batch_size_grid: candidate s of "auto" [16, 32, 64, 128, 256].
+    min_private_tokens: "auto" wants r >= this [16].
+    num_batches: K (None: ceil(n / s)) [None].
+    prompt_tokens: P, record tokens in a prompt [112].
+    max_new_tokens: most tokens per document [128].
+    groups_per_call: m, documents per decoder call [8].
+    relation: neighbouring relation [add_remove].
+    clip: c of private_prediction's recentred clip, nats [10].
+    svt_share: share of the per-token budget given to the SVT (0: no SVT,
+      every token private) [0.5].
+    threshold: SVT threshold theta, L1 distance [0.5].
+    public_temperature: tau_pub of public tokens and public_only [1].
+    public_top_k: top-k of PUBLIC tokens (0: off) [0].
+    min_temperature, max_temperature: private_prediction's tau bounds
+      [0.5, 2].
+    temperature: tau of invisible_ink and cluster_median [1].
+    top_k: invisible_ink's Top-k+ k (0: whole vocabulary) [50].
+    num_clusters: public k-means centres [16].
+    num_keep: clusters kept by noisy count [8].
+    counts_epsilon_share: share of the target ε paid by the counts [0.1].
+    public_docs: unconditional public samples for the centres [64].
+    kmeans_iterations: Lloyd steps [25].
+    mesh: shard rows over all devices' data axis [False].
+  """
+  batch_size: Any = None
+  batch_size_grid: tuple = (16, 32, 64, 128, 256)
+  min_private_tokens: int = 16
+  num_batches: Optional[int] = None
+  prompt_tokens: int = 112
+  max_new_tokens: int = 128
+  groups_per_call: int = 8
+  relation: str = "add_remove"
+  clip: float = 10.0
+  svt_share: float = 0.5
+  threshold: float = 0.5
+  public_temperature: float = 1.0
+  public_top_k: int = 0
+  min_temperature: float = 0.5
+  max_temperature: float = 2.0
+  temperature: float = 1.0
+  top_k: int = 50
+  num_clusters: int = 16
+  num_keep: int = 8
+  counts_epsilon_share: float = 0.1
+  public_docs: int = 64
+  kmeans_iterations: int = 25
+  mesh: bool = False
+
+  def to_dict(self) -> dict:
+    return _jsonable(dataclasses.asdict(self))
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+  try:
+    if isinstance(default, bool):
+      if isinstance(value, str):
+        check(value.lower() in ("true", "false", "1", "0"),
+              f"Expected option {name}={value!r} to be true or false.")
+        return value.lower() in ("true", "1")
+      return bool(value)
+    if isinstance(default, int):
+      out = int(value)
+      check(float(value) == out, f"Expected an integer option {name}={value}.")
+      return out
+    if isinstance(default, float):
+      return float(value)
+    if isinstance(default, tuple):
+      items = value.split(",") if isinstance(value, str) else list(value)
+      return tuple(int(x) for x in items)
+  except (TypeError, ValueError) as e:
+    raise CbenchError(f"Bad option {name}={value!r}: {e}") from e
+  return value
+
+
+def parse_options(config: api.SynthesisConfig) -> Options:
+  """Validated `Options` of a config; unknown names raise CbenchError."""
+  fields = {f.name: f for f in dataclasses.fields(Options)}
+  values = {}
+  for name, value in config.options:
+    check(name in fields, f"Unknown synthesis option {name!r} for method "
+          f"{config.method}; known: {sorted(fields)}.")
+    default = fields[name].default
+    if name == "batch_size":
+      if not (isinstance(value, str) and value == "auto"):
+        value = _coerce(name, value, 0)
+    elif name == "num_batches":
+      value = None if value in (None, "None", "") else _coerce(name, value, 0)
+    else:
+      value = _coerce(name, value, default)
+    values[name] = value
+  if values.get("batch_size") is None:
+    values["batch_size"] = ("auto" if config.method == "private_prediction"
+                            else 32)
+  opts = Options(**values)
+  _validate.one_of("option relation", opts.relation,
+                   tuple(ppa.RELATION_FACTOR))
+  if opts.relation == "zero_out":
+    check(config.method == "invisible_ink",
+          f"relation=zero_out is valid only for invisible_ink (whose null "
+          f"row is the public prompt); method {config.method} pads batches "
+          f"with public prompts the sampler cannot null out: use add_remove.")
+  if opts.batch_size != "auto":
+    check(opts.batch_size >= 1,
+          f"Expected option batch_size={opts.batch_size} >= 1.")
+  check(len(opts.batch_size_grid) > 0 and min(opts.batch_size_grid) >= 1,
+        f"Expected a batch_size_grid of sizes >= 1; got "
+        f"{opts.batch_size_grid}.")
+  check(opts.num_batches is None or opts.num_batches >= 1,
+        f"Expected option num_batches={opts.num_batches} >= 1.")
+  for name in ("prompt_tokens", "max_new_tokens", "groups_per_call",
+               "min_private_tokens", "num_clusters", "num_keep",
+               "public_docs", "kmeans_iterations"):
+    check(getattr(opts, name) >= 1,
+          f"Expected option {name}={getattr(opts, name)} >= 1.")
+  check(opts.num_keep <= opts.num_clusters <= opts.public_docs,
+        f"Expected num_keep={opts.num_keep} <= num_clusters="
+        f"{opts.num_clusters} <= public_docs={opts.public_docs}.")
+  check(0.0 <= opts.svt_share < 1.0,
+        f"Expected 0 <= option svt_share={opts.svt_share} < 1.")
+  check(0.0 < opts.counts_epsilon_share < 1.0,
+        f"Expected 0 < option counts_epsilon_share="
+        f"{opts.counts_epsilon_share} < 1.")
+  for name in ("clip", "public_temperature", "temperature",
+               "min_temperature", "max_temperature"):
+    _validate.positive(f"option {name}", getattr(opts, name))
+  check(opts.public_top_k >= 0 and opts.top_k >= 0,
+        "Expected options public_top_k, top_k >= 0.")
+  return opts
+
+
+# ---------------------------------------------------------------------------
+# Plan (pure: no model, no IO)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """Everything public that a run commits to before touching private data.
+
+  Attributes:
+    method: the method.
+    target_epsilon: requested ε (inf allowed).
+    delta: δ of every ε reported.
+    num_records: n, public train-record count (release manifest).
+    num_docs: N, documents to write.
+    batch_size: s (0 for public_only: one public row per group).
+    num_batches: K, batches (public_only: documents per round).
+    rounds: R = ceil(N / K).
+    rho_per_document: worst-case zCDP of one document (inf: non-private).
+    parameters: the sampler's parameters (floats may be inf).
+    counts_laplace_scale: cluster_median's Laplace multiplier b (None:
+      not clustered; inf: exact counts at ε = inf).
+    options: the validated options.
+  """
+  method: str
+  target_epsilon: float
+  delta: float
+  num_records: int
+  num_docs: int
+  batch_size: int
+  num_batches: int
+  rounds: int
+  rho_per_document: float
+  parameters: dict
+  counts_laplace_scale: Optional[float]
+  options: Options
+
+  @property
+  def group_size(self) -> int:
+    return self.batch_size + 1
+
+  def docs_in_round(self, k: int) -> int:
+    return min(self.num_batches, self.num_docs - k * self.num_batches)
+
+  def round_event(self) -> dp_accounting.DpEvent:
+    if self.method == "public_only":
+      return dp_accounting.NoOpDpEvent()
+    if math.isinf(self.rho_per_document):
+      return dp_accounting.NonPrivateDpEvent()
+    return ppa.zcdp_event(self.rho_per_document)
+
+  def counts_event(self) -> Optional[dp_accounting.DpEvent]:
+    if self.counts_laplace_scale is None:
+      return None
+    if math.isinf(self.counts_laplace_scale):
+      return dp_accounting.NonPrivateDpEvent()
+    return dp_accounting.LaplaceDpEvent(float(self.counts_laplace_scale))
+
+  def planned_event(self) -> dp_accounting.DpEvent:
+    """Every charge of a complete run, composed."""
+    events = [dp_accounting.SelfComposedDpEvent(self.round_event(),
+                                                self.rounds)]
+    if self.counts_event() is not None:
+      events.append(self.counts_event())
+    return dp_accounting.ComposedDpEvent(events)
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["options"] = self.options.to_dict()
+    return _jsonable(d)
+
+
+def _jsonable(x: Any) -> Any:
+  """inf/nan floats -> strings, tuples -> lists (for canonical JSON)."""
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (float, np.floating)):
+    x = float(x)
+    if math.isinf(x):
+      return "inf" if x > 0 else "-inf"
+    if math.isnan(x):
+      return "nan"
+  return x
+
+
+def _ledger_epsilon(event: dp_accounting.DpEvent, delta: float) -> float:
+  return accounting.epsilon(event, delta, _LEDGER_RELATION, _ACCOUNTANT)
+
+
+def _rho_budget(target: float, delta: float,
+                extra: Optional[dp_accounting.DpEvent]) -> float:
+  """Largest rho with ledger-ε(ZCDp(rho) [+ extra]) <= target (bisection)."""
+  def eps(rho: float) -> float:
+    events = [ppa.zcdp_event(rho)] + ([extra] if extra is not None else [])
+    return _ledger_epsilon(dp_accounting.ComposedDpEvent(events), delta)
+
+  if eps(0.0) >= target:
+    raise CbenchError(f"Infeasible: epsilon={target} is spent by the DP "
+                      f"cluster counts alone; raise epsilon or lower option "
+                      f"counts_epsilon_share.")
+  lo, hi = 0.0, max(1.0, target)
+  while eps(hi) <= target:
+    lo, hi = hi, 2.0 * hi
+  for _ in range(80):
+    mid = 0.5 * (lo + hi)
+    if eps(mid) <= target:
+      lo = mid
+    else:
+      hi = mid
+  return lo
+
+
+def _derive_mechanism(method: str, eps_doc: float, delta: float, s: int,
+                      opts: Options, vocab_size: Optional[int]
+                      ) -> tuple[dict, float]:
+  """(sampler parameters, rho per document) at a per-document ε."""
+  t_max = opts.max_new_tokens
+  if method == "private_prediction":
+    p = ppa.derive_parameters(
+        eps_doc, delta, s, t_max, relation=opts.relation, clip=opts.clip,
+        svt_share=opts.svt_share if opts.svt_share > 0 else None,
+        threshold=opts.threshold, public_temperature=opts.public_temperature,
+        min_temperature=opts.min_temperature,
+        max_temperature=opts.max_temperature, vocab_size=vocab_size)
+    rho = ppa.account_private_prediction(p, delta).rho
+    return p.to_dict(), rho
+  if method == "invisible_ink":
+    c = ppa.derive_invisible_ink_clip(eps_doc, delta, s, t_max,
+                                      opts.temperature, opts.relation)
+    rho = ppa.account_invisible_ink(c, opts.temperature, s, t_max, delta,
+                                    opts.relation, opts.top_k).rho
+    return {"batch_size": s, "clip": c, "temperature": opts.temperature,
+            "max_tokens": t_max, "top_k": opts.top_k,
+            "relation": opts.relation}, rho
+  if method == "cluster_median":
+    c = ppa.derive_median_clip(eps_doc, delta, t_max, opts.temperature)
+    rho = ppa.account_median(c, opts.temperature, s, t_max, delta,
+                             opts.relation).rho
+    return {"batch_size": s, "clip": c, "temperature": opts.temperature,
+            "max_tokens": t_max, "relation": opts.relation}, rho
+  raise CbenchError(f"Unknown method {method!r}.")
+
+
+def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
+                   delta: float, s: int, vocab_size: Optional[int]) -> Plan:
+  method, target = config.method, config.epsilon
+  k = opts.num_batches or -(-n // s)
+  rounds = -(-config.num_docs // k)
+  counts_scale = None
+  if method == "cluster_median":
+    check(k >= opts.num_keep,
+          f"cluster_median needs num_batches={k} >= num_keep="
+          f"{opts.num_keep}; lower option num_keep.")
+    counts_scale = (math.inf if math.isinf(target)
+                    else 1.0 / (opts.counts_epsilon_share * target))
+  plan = Plan(method=method, target_epsilon=target, delta=delta,
+              num_records=n, num_docs=config.num_docs, batch_size=s,
+              num_batches=k, rounds=rounds, rho_per_document=math.inf,
+              parameters={}, counts_laplace_scale=counts_scale, options=opts)
+  if math.isinf(target):
+    params, rho = _derive_mechanism(method, math.inf, delta, s, opts,
+                                    vocab_size)
+    return dataclasses.replace(plan, parameters=params, rho_per_document=rho)
+  shrink = 1.0
+  for _ in range(20):
+    rho_total = _rho_budget(target, delta, plan.counts_event()) * shrink
+    rho_doc = rho_total / rounds
+    eps_doc = ppa.zcdp_epsilon(rho_doc, delta)
+    params, rho = _derive_mechanism(method, eps_doc, delta, s, opts,
+                                    vocab_size)
+    cand = dataclasses.replace(plan, parameters=params, rho_per_document=rho)
+    if _ledger_epsilon(cand.planned_event(), delta) <= target:
+      return cand
+    shrink *= 1.0 - 1e-6
+  raise AssertionError(f"Could not fit epsilon={target} for {method}.")
+
+
+def plan(config: api.SynthesisConfig, num_records: int,
+         vocab_size: Optional[int] = None) -> Plan:
+  """The run's public plan; raises CbenchError if the target is infeasible.
+
+  Args:
+    config: the request.
+    num_records: n, the public number of private train records.
+    vocab_size: V (private_prediction raises tau to the exact-sampling
+      bound for V; None skips that, which can only lower the cost).
+  """
+  api.check_request(config)
+  _validate.one_of("method", config.method, METHODS)
+  check(num_records >= 1, f"Expected num_records={num_records} >= 1.")
+  opts = parse_options(config)
+  delta = config.delta if config.delta is not None else api.default_delta(
+      num_records)
+  if config.method == "public_only":
+    m = opts.groups_per_call
+    return Plan(method="public_only", target_epsilon=0.0, delta=delta,
+                num_records=num_records, num_docs=config.num_docs,
+                batch_size=0, num_batches=m,
+                rounds=-(-config.num_docs // m), rho_per_document=0.0,
+                parameters={"temperature": opts.public_temperature,
+                            "top_k": opts.public_top_k},
+                counts_laplace_scale=None, options=opts)
+  sizes = (tuple(opts.batch_size_grid) if opts.batch_size == "auto"
+           else (opts.batch_size,))
+  feasible, errors = [], []
+  for s in sizes:
+    try:
+      feasible.append(_plan_for_size(config, opts, num_records, delta, s,
+                                     vocab_size))
+    except CbenchError as e:
+      errors.append(f"s={s}: {e}")
+  if not feasible:
+    raise CbenchError(
+        f"Infeasible: method={config.method} cannot reach epsilon="
+        f"{config.epsilon} (delta={delta:.3g}, n={num_records}, num_docs="
+        f"{config.num_docs}) with its parameter rule. {errors[-1]}")
+  if opts.batch_size != "auto" or len(feasible) == 1:
+    return feasible[0]
+
+  def r_of(p: Plan) -> int:
+    return int(p.parameters.get("max_private_tokens", 0))
+  enough = [p for p in feasible if r_of(p) >= opts.min_private_tokens]
+  if enough:
+    return enough[0]
+  return max(feasible, key=lambda p: (r_of(p), -p.batch_size))
+
+
+def check_feasible(config: api.SynthesisConfig, num_records: int) -> None:
+  """Raises CbenchError if `plan` would (no model, no IO)."""
+  plan(config, num_records)
+
+
+# ---------------------------------------------------------------------------
+# Samplers, prompts, embeddings
+
+
+def make_sampler(p: Plan, end_token_ids: tuple[int, ...]):
+  """The shared decoder's sampler for a plan."""
+  q, o = p.parameters, p.options
+  if p.method == "public_only":
+    return samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
+                                      end_token_ids)
+  if p.method == "private_prediction":
+    return samplers.SvtPrivatePredictionSampler(
+        ppa.PrivatePredictionParams(**q), public_top_k=o.public_top_k,
+        end_token_ids=end_token_ids)
+  if p.method == "invisible_ink":
+    return samplers.InvisibleInkSampler(
+        q["batch_size"], q["clip"], q["temperature"], q["max_tokens"],
+        top_k=q["top_k"], relation=q["relation"],
+        end_token_ids=end_token_ids)
+  return samplers.MedianSampler(q["batch_size"], q["clip"], q["temperature"],
+                                q["max_tokens"], relation=q["relation"],
+                                end_token_ids=end_token_ids)
+
+
+def prompt_width(p: Plan) -> int:
+  """The one (left-padded) prompt width of every decoder call."""
+  longest = 1 if p.method == "public_only" else p.options.prompt_tokens + 3
+  return -(-longest // 16) * 16
+
+
+def _record_prompt(ids: Sequence[int], tok, p_tokens: int) -> list[int]:
+  return [tok.bos_id, *ids[:p_tokens], tok.newline_id, tok.newline_id]
+
+
+def _left_pad(rows: list[list[int]], width: int, pad: int) -> np.ndarray:
+  out = np.full((len(rows), width), pad, np.int32)
+  for i, r in enumerate(rows):
+    out[i, width - len(r):] = r
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _mean_hidden(params, tokens, valid, *, config):
+  return Transformer(config).apply({"params": params}, tokens, valid,
+                                   method=Transformer.mean_hidden)
+
+
+def embed_token_rows(params, config, rows: Sequence[Sequence[int]],
+                     width: int, chunk: int = _EMBED_CHUNK) -> np.ndarray:
+  """``[len(rows), d]`` float64 mean-pooled states (fixed-shape chunks)."""
+  out = []
+  for start in range(0, len(rows), chunk):
+    part = rows[start:start + chunk]
+    toks = np.zeros((chunk, width), np.int32)
+    for i, r in enumerate(part):
+      r = list(r)[:width]
+      toks[i, :len(r)] = r
+    valid = np.zeros((chunk, width), bool)
+    for i, r in enumerate(part):
+      valid[i, :min(len(r), width)] = True
+    h = _mean_hidden(params, toks, valid, config=config)
+    out.append(np.asarray(jax.device_get(h), np.float64)[:len(part)])
+  return np.concatenate(out) if out else np.zeros((0, config.d_model))
+
+
+def allocate_batches(total: int, weights: np.ndarray) -> np.ndarray:
+  """``total`` batches over clusters: >= 1 each, the rest proportional to
+  ``max(weights, 0)`` by largest remainder (ties: lower index)."""
+  w = np.maximum(np.asarray(weights, np.float64), 0.0)
+  k = len(w)
+  check(total >= k >= 1, f"Expected total={total} >= clusters={k} >= 1.")
+  spare = total - k
+  share = (w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)) * spare
+  base = np.floor(share).astype(np.int64)
+  rest = spare - int(base.sum())
+  order = sorted(range(k), key=lambda j: (-(share[j] - base[j]), j))
+  for j in order[:rest]:
+    base[j] += 1
+  return base + 1
+
+
+def clustered_batches(private_embeddings: np.ndarray, record_ids: Sequence,
+                      centres: np.ndarray, noisy_counts: np.ndarray,
+                      num_keep: int, num_batches: int, *, key: bytes,
+                      batch_size: int) -> batching.Batches:
+  """Batches within the kept clusters, exactly `num_batches` in total.
+
+  Post-processing of the DP counts (see module docstring); one record
+  changes one batch given the counts.
+  """
+  noisy = np.asarray(noisy_counts, np.float64)
+  kept = np.argsort(-noisy, kind="stable")[:num_keep]
+  assign = kept[batching.nearest_centre(private_embeddings,
+                                        np.asarray(centres)[kept])]
+  per = allocate_batches(num_batches, noisy[kept])
+  ids = [str(r) for r in record_ids]
+  rows, dropped, cluster_of = [], [], []
+  for j, nb in zip(kept, per):
+    members = np.flatnonzero(assign == j)
+    sub = batching.keyed_hash_batches([ids[m] for m in members], key,
+                                      batch_size, int(nb))
+    rows.append(np.where(sub.rows >= 0,
+                         members[np.maximum(sub.rows, 0)] if len(members)
+                         else -1, -1))
+    dropped.append(members[sub.dropped])
+    cluster_of.extend([int(j)] * int(nb))
+  return batching.Batches(
+      rows=np.concatenate(rows).astype(np.int64),
+      dropped=np.sort(np.concatenate(dropped)).astype(np.int64),
+      batch_size=int(batch_size),
+      cluster_of_batch=np.array(cluster_of, np.int64))
+
+
+# ---------------------------------------------------------------------------
+# Output file and ledger
+
+
+def _round_records_expected(p: Plan, order: np.ndarray, k: int):
+  return [(f"r{k:05d}-d{j:05d}", int(order[j]))
+          for j in range(p.docs_in_round(k))]
+
+
+def scan_output(path: str, p: Plan, order: np.ndarray) -> int:
+  """Complete rounds in `path`; cuts a torn line or partial round off.
+
+  Raises:
+    CbenchError: a record that does not match the plan (another run's
+      file) or a corrupt complete line.
+  """
+  if not os.path.exists(path):
+    return 0
+  with open(path, "rb") as f:
+    data = f.read()
+  lines = data.split(b"\n")
+  lines.pop()  # bytes after the last newline: a torn write ('' if none)
+  k, j, pos, complete_end, rounds = 0, 0, 0, 0, 0
+  expected = _round_records_expected(p, order, 0) if p.rounds else []
+  for lineno, raw in enumerate(lines, start=1):
+    pos += len(raw) + 1
+    try:
+      rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+      raise CbenchError(f"{path}:{lineno}: corrupt record ({e}).") from e
+    check(k < p.rounds, f"{path}:{lineno}: more documents than the plan's "
+          f"{p.num_docs}; refusing to resume into another run's file.")
+    doc_id, batch = expected[j]
+    check(isinstance(rec, dict) and rec.get("id") == doc_id
+          and rec.get("round") == k and rec.get("batch") == batch,
+          f"{path}:{lineno}: record does not match this run's plan "
+          f"(expected id={doc_id}, round={k}, batch={batch}); refusing to "
+          f"resume into another run's file.")
+    j += 1
+    if j == len(expected):
+      k, j = k + 1, 0
+      complete_end, rounds = pos, k
+      if k < p.rounds:
+        expected = _round_records_expected(p, order, k)
+  if complete_end < len(data):
+    with open(path, "r+b") as f:
+      f.truncate(complete_end)
+      f.flush()
+      os.fsync(f.fileno())
+  return rounds
+
+
+def _append_records(path: str, records: list[dict]) -> None:
+  new = not os.path.exists(path)
+  blob = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False,
+                            allow_nan=False) + "\n" for r in records)
+  with open(path, "ab") as f:
+    f.write(blob.encode("utf-8"))
+    f.flush()
+    os.fsync(f.fileno())
+  if new:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+def _charge(ledger: ledger_lib.Ledger, entry_id: str,
+            event: dp_accounting.DpEvent, meta: dict) -> str:
+  """Charges `entry_id`; a differing replay pays again under a new id."""
+  eid, j = entry_id, 0
+  while True:
+    try:
+      ledger.charge(eid, event, meta)
+      return eid
+    except CbenchError:
+      if not ledger.has(eid):
+        raise
+      j += 1
+      eid = f"{entry_id}/replay:{j}"
+      log.warning("ledger: %s replayed with different output; charging "
+                  "again as %s", entry_id, eid)
+
+
+def _round_charged(ledger: ledger_lib.Ledger, k: int) -> bool:
+  base = f"round:{k}"
+  return any(e == base or e.startswith(base + "/replay:")
+             for e in ledger.entry_ids)
+
+
+def read_ledger_records(path: str) -> tuple[dict, list[dict]]:
+  """(header, charge records) of a ledger file, read-only (no lock).
+
+  Use `ledger_lib.Ledger.open` to verify the hash chain; this only reads.
+  """
+  header, charges = None, []
+  with open(path, "rb") as f:
+    for raw in f.read().split(b"\n"):
+      if not raw.strip():
+        continue
+      rec = json.loads(raw.decode("utf-8"))
+      if rec.get("kind") == "header":
+        header = rec["header"]
+      else:
+        charges.append(rec)
+  if header is None:
+    raise CbenchError(f"Ledger {path} has no header.")
+  return header, charges
+
+
+def ledger_totals(path: str) -> dict:
+  """Counts from the ledger's round charges (the last charge per round).
+
+  Returns:
+    {"rounds", "documents", "tokens", "private_tokens", "expost_epsilon"
+    (cluster_median; else None), "counts_charged"}.
+  """
+  header, charges = read_ledger_records(path)
+  per_round = {}
+  counts = False
+  for rec in charges:
+    meta = rec.get("meta", {})
+    if rec["id"].startswith("cluster_counts"):
+      counts = True
+    if "round" in meta:
+      per_round[int(meta["round"])] = meta
+  out = {"rounds": len(per_round),
+         "documents": sum(m["documents"] for m in per_round.values()),
+         "tokens": sum(m["tokens"] for m in per_round.values()),
+         "private_tokens": sum(m["private_tokens"]
+                               for m in per_round.values()),
+         "counts_charged": counts, "expost_epsilon": None}
+  if header.get("method") == "cluster_median":
+    out["expost_epsilon"] = expost_total(
+        [(b, e) for m in per_round.values()
+         for b, e in zip(m["batches"], m["expost"])],
+        header.get("counts_pure_epsilon", 0.0))
+  return out
+
+
+def _as_float(x: Any) -> float:
+  return math.inf if x == "inf" else float(x)
+
+
+def expost_total(batch_expost: Sequence[tuple[int, Any]],
+                 counts_epsilon: Any = 0.0) -> Any:
+  """Release ex-post ε: ``counts_epsilon + max_b sum_k expost(b, k)``.
+
+  Args:
+    batch_expost: (batch, per-document ex-post ε) of every document.
+    counts_epsilon: pure ε of the DP cluster counts ("inf": exact counts).
+
+  Returns:
+    A float, or "inf".
+  """
+  per_batch: dict[int, float] = {}
+  for b, e in batch_expost:
+    per_batch[int(b)] = per_batch.get(int(b), 0.0) + _as_float(e)
+  total = _as_float(counts_epsilon) + max(per_batch.values(), default=0.0)
+  return _jsonable(total)
+
+
+def _config_hash(obj: dict) -> str:
+  blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# The run
+
+
+@dataclasses.dataclass
+class _Context:
+  plan: Plan
+  bundle: Any
+  sampler: Any
+  order: np.ndarray
+  rows: np.ndarray                 # [K, s] record index, -1 padding
+  prompts: dict                    # record index -> prompt ids
+  width: int
+  mesh: Any
+  round_key: Any
+
+
+def _batching_key(seed: int) -> bytes:
+  return hashlib.sha256(f"cbench/pp-batching/{seed}".encode()).digest()
+
+
+def _truncated_ids(tok, texts: list[str], n_tokens: int) -> list[list[int]]:
+  return [ids[:n_tokens] for ids in tok.encode_batch(texts)]
+
+
+def _public_centres(bundle, p: Plan, key, mesh, seed: int) -> np.ndarray:
+  """k-means centres of unconditional public samples (no private data)."""
+  tok, o = bundle.tokenizer, p.options
+  end_ids = (tok.eos_id, tok.newline_id)
+  rows = np.full((o.public_docs, 1), tok.bos_id, np.int32)
+  res = decoder.generate(
+      bundle.params, bundle.config, rows,
+      min(o.max_new_tokens, o.prompt_tokens),
+      samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
+                                 end_ids),
+      key, group_size=1, eos_id=tok.eos_id, stop_token_ids=(tok.newline_id,),
+      mesh=mesh, pad_id=tok.pad_id)
+  toks, lens = jax.device_get((res.tokens, res.lengths))
+  seqs = [[tok.bos_id, *t[:n].tolist()] for t, n in zip(toks, lens)]
+  width = -(-(o.prompt_tokens + 1) // 16) * 16
+  emb = embed_token_rows(bundle.params, bundle.config, seqs, width)
+  return batching.public_kmeans(emb, o.num_clusters,
+                                np.random.default_rng([seed, 3]),
+                                o.kmeans_iterations)
+
+
+def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
+                  seed_key, mesh) -> batching.Batches:
+  ids = [r["id"] for r in records]
+  key = _batching_key(config.seed)
+  if p.method != "cluster_median":
+    b = batching.keyed_hash_batches(ids, key, p.batch_size, p.num_batches)
+    batching.check_partition(b, len(records))
+    return b
+  o, tok = p.options, bundle.tokenizer
+  centres = _public_centres(bundle, p, jax.random.fold_in(
+      seed_key, _CENTRE_STREAM), mesh, config.seed)
+  width = -(-(o.prompt_tokens + 1) // 16) * 16
+  seqs = [[tok.bos_id, *x] for x in _truncated_ids(
+      tok, [r["text"] for r in records], o.prompt_tokens)]
+  emb = embed_token_rows(bundle.params, bundle.config, seqs, width)
+  counts_rel = "add_remove" if o.relation == "add_remove" else "replace_one"
+  if math.isinf(p.counts_laplace_scale):
+    noisy = np.bincount(batching.nearest_centre(emb, centres),
+                        minlength=len(centres)).astype(np.float64)
+    event = dp_accounting.NonPrivateDpEvent()
+  else:
+    noisy, event = batching.dp_cluster_counts(
+        emb, centres, noise="laplace",
+        noise_multiplier=p.counts_laplace_scale, relation=counts_rel,
+        rng=np.random.default_rng([config.seed, 2]))
+  digest = hashlib.sha256(np.asarray(noisy, np.float64).tobytes()).hexdigest()
+  _charge(ledger, "cluster_counts", event,
+          {"noisy_counts_sha256": digest, "num_clusters": len(centres),
+           "relation": counts_rel})
+  b = clustered_batches(emb, ids, centres, noisy, o.num_keep, p.num_batches,
+                        key=key, batch_size=p.batch_size)
+  batching.check_partition(b, len(records))
+  return b
+
+
+def _generate_round(ctx: _Context, k: int) -> list[dict]:
+  p, tok = ctx.plan, ctx.bundle.tokenizer
+  o = p.options
+  m, g = o.groups_per_call, p.group_size
+  n_k = p.docs_in_round(k)
+  batches_k = [int(b) for b in ctx.order[:n_k]]
+  key_k = jax.random.fold_in(ctx.round_key, k)
+  public = [tok.bos_id]
+  out = []
+  for c in range(-(-n_k // m)):
+    sel = batches_k[c * m:(c + 1) * m]
+    rows = []
+    for i in range(m):
+      if i < len(sel) and p.batch_size > 0:
+        rows.extend(ctx.prompts[int(r)] if r >= 0 else public
+                    for r in ctx.rows[sel[i]])
+      elif p.batch_size > 0:
+        rows.extend([public] * p.batch_size)   # dummy group
+      rows.append(public)
+    res = decoder.generate(
+        ctx.bundle.params, ctx.bundle.config,
+        _left_pad(rows, ctx.width, tok.pad_id), o.max_new_tokens,
+        ctx.sampler, jax.random.fold_in(key_k, c), group_size=g,
+        eos_id=tok.eos_id, stop_token_ids=(tok.newline_id,), mesh=ctx.mesh,
+        pad_id=tok.pad_id, prompt_bucket=ctx.width)
+    toks, lens, st = jax.device_get((res.tokens, res.lengths,
+                                     res.sampler_state))
+    for i, b in enumerate(sel):
+      j = c * m + i
+      rec = {"id": f"r{k:05d}-d{j:05d}", "round": k, "batch": b,
+             "text": tok.decode(toks[i, :lens[i]].tolist()),
+             "private_tokens": int(st.private_count[i]),
+             "tokens": int(st.steps[i])}
+      if p.method == "cluster_median":
+        e = float(st.expost_epsilon[i])
+        rec["expost_epsilon"] = "inf" if math.isinf(e) else e
+      out.append(rec)
+  return out
+
+
+def _round_meta(k: int, records: list[dict], method: str) -> dict:
+  texts = "\x00".join(r["text"] for r in records)
+  meta = {"round": k, "documents": len(records),
+          "tokens": sum(r["tokens"] for r in records),
+          "private_tokens": sum(r["private_tokens"] for r in records),
+          "texts_sha256": hashlib.sha256(texts.encode()).hexdigest()}
+  if method == "cluster_median":
+    meta["batches"] = [r["batch"] for r in records]
+    meta["expost"] = [r["expost_epsilon"] for r in records]
+  return meta
+
+
+OUTPUT_FIELDS = ("id", "text", "private_tokens", "tokens", "batch", "round")
+
+
+def output_totals(path: str) -> dict:
+  """{"documents", "tokens", "private_tokens"} summed over `path`."""
+  docs = tokens = private = 0
+  if os.path.exists(path):
+    for r in files.iter_jsonl(path, required=OUTPUT_FIELDS):
+      docs += 1
+      tokens += r["tokens"]
+      private += r["private_tokens"]
+  return {"documents": docs, "tokens": tokens, "private_tokens": private}
+
+
+def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
+        out_path: str, *,
+        after_charge: Optional[Callable[[int], None]] = None) -> dict:
+  """Writes ``out_path`` (synth.jsonl) and its ledger; returns the summary.
+
+  Args:
+    release_dir: the release (its train corpus is the private data).
+    base_dir: the base model directory (`model_store`).
+    config: the request (`api.SynthesisConfig`, options: `Options`).
+    out_path: ``*.jsonl`` output; the ledger is ``api.ledger_path``.
+    after_charge: test hook, called with k after round k is charged and
+      before its documents are written (raise in it to simulate a crash).
+
+  Returns:
+    {"method", "epsilon" (ledger; "inf" if infinite), "delta",
+    "expost_epsilon" (cluster_median, else None), "num_docs",
+    "private_token_fraction", "parameters", "seconds",
+    "tokens_per_second", ...}.
+
+  Raises:
+    CbenchError: infeasible ε or bad options (before any file is written),
+      a ledger of another run, an output file without its ledger.
+  """
+  start = time.monotonic()
+  release = release_lib.load_release(release_dir)
+  n = int(release.manifest["documents"]["by_split"]["train"])
+  p = plan(config, n)                       # raises before any IO
+  ledger_file = api.ledger_path(out_path)
+  if os.path.exists(out_path) and not os.path.exists(ledger_file):
+    raise CbenchError(f"{out_path} exists without its ledger {ledger_file}; "
+                      f"refusing to write documents without charges.")
+  bundle = model_store.load(base_dir)
+  tok = bundle.tokenizer
+  p = plan(config, n, vocab_size=bundle.config.vocab_size)
+  check(p.options.prompt_tokens + 3 + p.options.max_new_tokens
+        <= bundle.config.max_len,
+        f"Options prompt_tokens={p.options.prompt_tokens} + 3 + "
+        f"max_new_tokens={p.options.max_new_tokens} exceed the base model's "
+        f"max_len={bundle.config.max_len}.")
+  records = list(release.corpus("train")) if p.method != "public_only" else []
+  check(p.method == "public_only" or len(records) == n,
+        f"{release_dir}: manifest says {n} train documents, corpus has "
+        f"{len(records)}.")
+  end_ids = (tok.eos_id, tok.newline_id)
+  sampler = make_sampler(p, end_ids)
+  counts_eps = None           # pure ε of the Laplace counts (inf: exact)
+  if p.counts_laplace_scale is not None:
+    counts_eps = (math.inf if math.isinf(p.counts_laplace_scale)
+                  else 1.0 / p.counts_laplace_scale)
+  binding = {"plan": p.to_dict(), "config": _jsonable(config.to_dict()),
+             "release_train_sha256": release.manifest["files"].get(
+                 "corpus/train.jsonl"),
+             "base": _config_hash(_jsonable(bundle.info)),
+             "end_token_ids": list(end_ids)}
+  header = ledger_lib.make_header(
+      relation=_LEDGER_RELATION, accountant=_ACCOUNTANT, delta=p.delta,
+      sampler={"name": type(sampler).__name__,
+               "parameters": _jsonable(p.parameters)},
+      config_hash=_config_hash(binding), config=binding,
+      method=p.method, parameters=_jsonable(p.parameters),
+      mechanism_relation=p.options.relation,
+      target_epsilon=_jsonable(p.target_epsilon),
+      counts_pure_epsilon=_jsonable(counts_eps))
+  mesh = None
+  if p.options.mesh:
+    from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+    mesh = mesh_lib.make_mesh()
+  seed_key = jax.random.key(config.seed)
+  generated_tokens, gen_seconds, resumed = 0, 0.0, 0
+  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
+    if p.method == "public_only":
+      rows = np.zeros((p.num_batches, 0), np.int64)
+    else:
+      b = _make_batches(config, p, bundle, records, ledger, seed_key, mesh)
+      rows = b.rows
+    order = np.random.default_rng([config.seed, 1]).permutation(
+        p.num_batches)
+    done = scan_output(out_path, p, order)
+    resumed = done
+    for k in range(done):
+      check(_round_charged(ledger, k),
+            f"{out_path}: round {k} is written but {ledger_file} never "
+            f"charged it; refusing to continue.")
+    prompts = {}
+    if p.method != "public_only":
+      used = sorted({int(r) for bi in order[:min(p.num_batches, p.num_docs)]
+                     for r in rows[bi] if r >= 0})
+      ids = _truncated_ids(tok, [records[i]["text"] for i in used],
+                           p.options.prompt_tokens)
+      prompts = {i: _record_prompt(x, tok, p.options.prompt_tokens)
+                 for i, x in zip(used, ids)}
+    ctx = _Context(plan=p, bundle=bundle, sampler=sampler, order=order,
+                   rows=rows, prompts=prompts, width=prompt_width(p),
+                   mesh=mesh, round_key=jax.random.fold_in(seed_key,
+                                                           _ROUND_STREAM))
+    event = p.round_event()
+    for k in range(done, p.rounds):
+      t0 = time.monotonic()
+      docs = _generate_round(ctx, k)
+      gen_seconds += time.monotonic() - t0
+      generated_tokens += sum(d["tokens"] for d in docs)
+      _charge(ledger, f"round:{k}", event, _round_meta(k, docs, p.method))
+      if after_charge is not None:
+        after_charge(k)
+      _append_records(out_path, docs)
+      log.info("synthesis %s: round %d/%d written (%d documents)", p.method,
+               k + 1, p.rounds, len(docs))
+    eps = ledger.epsilon()
+  totals = ledger_totals(ledger_file)
+  out_totals = output_totals(out_path)
+  check(totals["private_tokens"] == out_totals["private_tokens"]
+        and totals["documents"] == out_totals["documents"],
+        f"{ledger_file} and {out_path} disagree on counts: {totals} vs "
+        f"{out_totals}.")
+  return {
+      "method": p.method,
+      "epsilon": _jsonable(eps),
+      "target_epsilon": _jsonable(p.target_epsilon),
+      "delta": p.delta,
+      "expost_epsilon": totals["expost_epsilon"],
+      "relation": p.options.relation,
+      "num_docs": out_totals["documents"],
+      "tokens": out_totals["tokens"],
+      "private_tokens": out_totals["private_tokens"],
+      "private_token_fraction": (out_totals["private_tokens"]
+                                 / max(out_totals["tokens"], 1)),
+      "parameters": _jsonable(p.parameters),
+      "batch_size": p.batch_size, "num_batches": p.num_batches,
+      "rounds": p.rounds, "resumed_rounds": resumed,
+      "seconds": time.monotonic() - start,
+      "tokens_per_second": generated_tokens / gen_seconds if gen_seconds
+                           else 0.0,
+      "out": out_path, "ledger": ledger_file,
+  }
