@@ -1,0 +1,89 @@
+r"""Writes a synthetic corpus from a release's private train documents.
+
+  python -m experiments.synthesize --release=DIR --base=BASE \
+      --method=private_prediction --epsilon=10 [--delta=D] --num_docs=N \
+      --out=synth.jsonl [--seed=0] [--option=batch_size=64 ...]
+
+Methods: see `cbench.synthesis.api.METHODS`; ``--epsilon=inf`` runs the
+same code path without privacy (``public_only`` has ε = 0 whatever is
+asked). Writes ``synth.jsonl`` and ``synth.ledger.json``; a killed run
+resumes when re-run with the same flags. Prints the summary (ε from the
+ledger, the δ used, ex-post ε where it applies) as one JSON line. A bad
+flag or an ε the method cannot reach prints one line naming it and exits
+with status 1.
+"""
+
+import json
+import math
+
+from absl import flags
+
+from cbench._validate import CbenchError
+from cbench.synthesis import api
+from experiments import common
+
+_RELEASE = flags.DEFINE_string("release", None, "Release directory.")
+_BASE = flags.DEFINE_string("base", None, "Base model directory.")
+_METHOD = flags.DEFINE_string("method", None, f"One of {list(api.METHODS)}.")
+_EPSILON = flags.DEFINE_string("epsilon", None,
+                               "Target epsilon (> 0, or inf).")
+_DELTA = flags.DEFINE_float("delta", None,
+                            "Target delta (default: 1 / (10 n)).")
+_NUM_DOCS = flags.DEFINE_integer("num_docs", 100, "Documents to write.")
+_OUT = flags.DEFINE_string("out", None, "Output .jsonl path.")
+_SEED = flags.DEFINE_integer("seed", 0, "Randomness of the run.")
+_OPTION = flags.DEFINE_multi_string(
+    "option", [], "Method option NAME=VALUE (repeatable), e.g. "
+    "batch_size=64.")
+
+
+def parse_epsilon(text: str | None) -> float:
+  if text is None:
+    raise CbenchError("--epsilon is required (a number > 0, or inf).")
+  try:
+    value = float(text)
+  except ValueError as e:
+    raise CbenchError(f"--epsilon={text!r} is not a number (or inf).") from e
+  if math.isnan(value) or value <= 0:
+    raise CbenchError(f"--epsilon={text} must be > 0 (or inf).")
+  return value
+
+
+def _typed(text: str):
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  return text
+
+
+def parse_options(items: list[str]) -> tuple:
+  out = []
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+      raise CbenchError(f"--option={item!r} must be NAME=VALUE.")
+    out.append((name.strip(), _typed(value.strip())))
+  return tuple(out)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise CbenchError(f"Unexpected arguments: {argv[1:]}")
+  for name, flag in (("release", _RELEASE), ("base", _BASE),
+                     ("method", _METHOD), ("out", _OUT)):
+    if not flag.value:
+      raise CbenchError(f"--{name} is required.")
+  config = api.SynthesisConfig(
+      method=_METHOD.value, epsilon=parse_epsilon(_EPSILON.value),
+      delta=_DELTA.value, num_docs=_NUM_DOCS.value, seed=_SEED.value,
+      options=parse_options(_OPTION.value))
+  summary = api.synthesize(_RELEASE.value, _BASE.value, config, _OUT.value)
+  print(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":
+  common.run(main)
