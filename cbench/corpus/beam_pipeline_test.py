@@ -1,7 +1,10 @@
 """The Beam corpus pipeline (DirectRunner) gives the single-process release
 byte for byte: every file, the manifest, the TFDS export."""
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +71,35 @@ def test_unknown_runner_is_named(tmp_path):
           "--project=p", "--temp_location=gs://b/t x"]
   with pytest.raises(CbenchError, match="--beam_options"):
     beam_pipeline.parse_pipeline_args("--a='unterminated")
+
+
+def _make_release(*args):
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  return subprocess.run([sys.executable, "-m", "experiments.make_release",
+                         *args], cwd=root, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_make_release_runner_flag(demo_release_dir, tmp_path):
+  out = str(tmp_path / "rel")
+  proc = _make_release("--release=2026q4", "--size=demo", f"--out={out}",
+                       "--runner=DirectRunner",
+                       "--beam_options=--direct_num_workers=1")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.loads(proc.stdout)
+  assert summary["release"] == "2026q4"
+  assert files.sha256_file(os.path.join(out, "manifest.json")) == (
+      files.sha256_file(os.path.join(demo_release_dir, "manifest.json")))
+  assert beam_pipeline.RUNNERS == ("DirectRunner", "DataflowRunner",
+                                   "FlinkRunner", "SparkRunner")
+  bad = _make_release("--release=2026q4", f"--out={tmp_path / 'b'}",
+                      "--runner=LocalRunner")
+  assert bad.returncode == 1 and "--runner" in bad.stderr
+  lone = _make_release("--release=2026q4", f"--out={tmp_path / 'c'}",
+                       "--beam_options=--project=p")
+  assert lone.returncode == 1
+  assert lone.stderr.strip().splitlines() == [
+      "error: --beam_options needs --runner."]
+  assert not os.path.exists(tmp_path / "b") and not os.path.exists(
+      tmp_path / "c")
