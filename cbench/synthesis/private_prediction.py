@@ -166,8 +166,9 @@ class Options:
   """Public knobs (``SynthesisConfig.options``); defaults in brackets.
 
   Attributes:
-    batch_size: s, private prompts per document; "auto" (private_prediction
-      default, see module docstring) or an int [auto / 32].
+    batch_size: s, private prompts per document: an int, or "auto"
+      (private_prediction only, its default; see module docstring)
+      [auto / 32].
     batch_size_grid: candidate s of "auto" [16, 32, 64, 128, 256].
     min_private_tokens: "auto" wants r >= this [16].
     num_batches: K (None: ceil(n / s)) [None].
@@ -269,7 +270,11 @@ def parse_options(config: api.SynthesisConfig) -> Options:
           f"relation=zero_out is valid only for invisible_ink (whose null "
           f"row is the public prompt); method {config.method} pads batches "
           f"with public prompts the sampler cannot null out: use add_remove.")
-  if opts.batch_size != "auto":
+  if opts.batch_size == "auto":
+    check(config.method == "private_prediction",
+          f"Option batch_size=auto is private_prediction's rule; give "
+          f"{config.method} an integer batch_size.")
+  else:
     check(opts.batch_size >= 1,
           f"Expected option batch_size={opts.batch_size} >= 1.")
   check(len(opts.batch_size_grid) > 0 and min(opts.batch_size_grid) >= 1,
@@ -700,8 +705,7 @@ def scan_output(path: str, p: Plan, order: np.ndarray) -> int:
 
 def _append_records(path: str, records: list[dict]) -> None:
   new = not os.path.exists(path)
-  blob = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False,
-                            allow_nan=False) + "\n" for r in records)
+  blob = "".join(files.dumps_record(r) + "\n" for r in records)
   with open(path, "ab") as f:
     f.write(blob.encode("utf-8"))
     f.flush()
