@@ -115,6 +115,9 @@ def test_bad_options_are_named():
   add = pp.plan(_cfg("invisible_ink", 10.0, options=(("batch_size", 8),)),
                 N_RECORDS)
   assert zero.parameters["clip"] == pytest.approx(2 * add.parameters["clip"])
+  with pytest.raises(CbenchError, match="batch_size=auto"):
+    pp.plan(_cfg("invisible_ink", 10.0, options=(("batch_size", "auto"),)),
+            N_RECORDS)
   with pytest.raises(CbenchError, match="num_keep"):
     pp.plan(_cfg("cluster_median", 10.0, options=(("num_batches", 2),)),
             N_RECORDS)
