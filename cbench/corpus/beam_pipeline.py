@@ -33,7 +33,8 @@ forbids reseeding per shard). Everything after it runs in parallel; on 2 CPU
 cores that is a small share (see `benchmarks/scaling.py`). A future
 generator version with per-shard streams would let Generate shard too.
 
-Runners: any Beam runner (`RUNNERS`); extra pipeline options (project,
+Runners: any Beam runner (`RUNNERS`; DirectRunner means the in-process
+FnApiRunner, never the Prism binary download); extra pipeline options (project,
 region, temp_location, flink_master, ...) go in `pipeline_args`. The output
 directory must be on a filesystem that the driver and every worker see at
 the same path (local disk for DirectRunner or a local Flink/Spark; NFS,
@@ -215,6 +216,20 @@ def check_runner(runner: str) -> None:
   _validate.one_of("--runner", runner, RUNNERS)
 
 
+def _runner(name: str):
+  """The runner object; None lets Beam resolve `name` from the options.
+
+  DirectRunner: Beam's in-process FnApiRunner, which is what DirectRunner
+  runs a batch pipeline on after first trying the Prism runner (Beam >=
+  2.6x), a Go binary it downloads at run time; we skip that attempt.
+  ``--direct_num_workers`` / ``--direct_running_mode`` still apply.
+  """
+  if name == "DirectRunner":
+    from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+    return fn_runner.FnApiRunner()
+  return None
+
+
 def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str, *,
                     runner: str = "DirectRunner",
                     pipeline_args: Sequence[str] = (),
@@ -236,7 +251,7 @@ def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str, *,
   os.makedirs(corpus_dir, exist_ok=True)
   try:
     options = PipelineOptions(list(pipeline_args), runner=runner)
-    with beam.Pipeline(options=options) as p:
+    with beam.Pipeline(runner=_runner(runner), options=options) as p:
       corpus_pipeline(p, config, os.path.abspath(corpus_dir), scratch,
                       shard_docs)
     with open(os.path.join(scratch, _RESULT), "rb") as f:
