@@ -117,6 +117,7 @@ def test_two_processes_match_one_process_with_8_devices(two_process_run,
   assert len(params) > 10
   diffs = {k: float(np.max(np.abs(two[k] - one[k]))) for k in params}
   worst = max(diffs.values())
+  print(f"2x4 vs 1x8 devices: max |param diff| {worst:.3g}")  # pytest -s
   assert worst <= PARAM_ATOL, f"max |param diff| {worst}: {diffs}"
   # The steps did something (a vacuous comparison would also pass).
   init = jax.device_get(_init_params())
