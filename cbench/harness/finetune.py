@@ -11,6 +11,8 @@ import hashlib
 import logging
 import os
 
+import numpy as np
+
 from cbench._validate import CbenchError
 from cbench.harness import model_store
 from cbench.harness.lm_train import TrainRecipe, train_lm
@@ -56,10 +58,17 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
 
   rows = text_data.cached_rows(texts, base.tokenizer, recipe.seq_len,
                                os.path.join(workdir, "data"), "corpus")
-  params = base.params
-  params, train_info = train_lm(params, base.config, rows, recipe, workdir,
+  replay = model_store.load_replay(base_dir) if recipe.replay_fraction else None
+  if recipe.replay_fraction and replay is None:
+    raise CbenchError(f"{base_dir} has no replay.npz; the recipe mixes "
+                      f"public-world rows into fine-tuning batches.")
+  if replay is not None and replay.tokens.shape[1] != rows.tokens.shape[1]:
+    replay = text_data.TokenRows(
+        _fit_width(replay.tokens, rows.tokens.shape[1]),
+        np.minimum(replay.lengths, rows.tokens.shape[1]), 0)
+  params, train_info = train_lm(base.params, base.config, rows, recipe, workdir,
                                 name="finetune", mesh=mesh,
-                                stop_after=stop_after)
+                                stop_after=stop_after, replay=replay)
   if stop_after is not None and train_info["steps"] < recipe.num_steps:
     return {"stopped_at": train_info["steps"]}
   info = {**_jsonable(expected), "train": train_info,
@@ -67,6 +76,12 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
           "base_info": base.info.get("pretrain_config")}
   model_store.finish(workdir, params, info)
   return info
+
+
+def _fit_width(tokens, width):
+  if tokens.shape[1] >= width:
+    return tokens[:, :width]
+  return np.pad(tokens, ((0, 0), (0, width - tokens.shape[1])))
 
 
 def _jsonable(obj):

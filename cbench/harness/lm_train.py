@@ -43,6 +43,10 @@ class TrainRecipe:
   optimizer: optim.OptimizerConfig = optim.OptimizerConfig()
   seed: int = 0
   pack: bool = True  # Pack several documents per row (non-private only).
+  # Fraction of every batch's rows drawn from the base model's public-world
+  # pretraining data (replay), so fine-tuning on documents alone does not
+  # erase the Q/A answer format. Replay data holds no release facts.
+  replay_fraction: float = 0.0
   log_every: int = 25
   checkpoint_every: int = 250
 
@@ -116,7 +120,8 @@ def init_state(params: PyTree, optimizer: optax.GradientTransformation,
 def train_lm(params: PyTree, config: config_lib.ModelConfig,
              rows: text_data.TokenRows, recipe: TrainRecipe, workdir: str,
              *, name: str = "train", mesh=None, hooks=(),
-             stop_after: int | None = None) -> tuple[PyTree, dict]:
+             stop_after: int | None = None,
+             replay: text_data.TokenRows | None = None) -> tuple[PyTree, dict]:
   """Trains `params` on `rows` with `recipe`; resumes from `workdir`.
 
   Args:
@@ -129,6 +134,8 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
     mesh: device mesh (default: all devices on 'data').
     hooks: extra loop hooks.
     stop_after: stop early after this many steps (crash simulation).
+    replay: public-world rows mixed into every batch
+      (``recipe.replay_fraction`` of its rows).
 
   Returns:
     ``(params, info)`` with wall time and tokens/s.
@@ -139,15 +146,29 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
                      f"seq_len + 1 = {recipe.seq_len + 1}.")
   optimizer = optim.make_optimizer(recipe.optimizer, recipe.num_steps)
   state = init_state(params, optimizer, mesh)
+  num_replay = int(round(recipe.replay_fraction * recipe.batch_size))
+  if num_replay and replay is None:
+    raise ValueError("recipe.replay_fraction > 0 needs replay rows.")
   if recipe.pack:
     rows = text_data.pack_rows(rows)
+    replay = text_data.pack_rows(replay) if num_replay else None
   arrays = row_arrays(rows)
-  order = text_data.EpochOrder(rows.num_rows, recipe.batch_size, recipe.seed)
+  order = text_data.EpochOrder(rows.num_rows, recipe.batch_size - num_replay,
+                               recipe.seed)
+  if num_replay:
+    replay_arrays = row_arrays(replay)
+    replay_order = text_data.EpochOrder(replay.num_rows, num_replay,
+                                        recipe.seed + 1)
   sharding = rules.batch_sharding(mesh)
 
   def batch_fn(step: int) -> PyTree:
     idx = order.indices(step)
-    return jax.device_put({k: v[idx] for k, v in arrays.items()}, sharding)
+    batch = {k: v[idx] for k, v in arrays.items()}
+    if num_replay:
+      ridx = replay_order.indices(step)
+      batch = {k: np.concatenate([batch[k], replay_arrays[k][ridx]])
+               for k in batch}
+    return jax.device_put(batch, sharding)
 
   t0 = time.monotonic()
   start_step = None

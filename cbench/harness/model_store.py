@@ -5,6 +5,8 @@ Layout of a finished model directory ``W``::
   W/tokenizer.model      sentencepiece model (shared by base and fine-tunes)
   W/model_config.json    `ModelConfig` fields
   W/fewshot.json         public-world exemplars used by QA scoring
+  W/replay.npz           tokenized public-world pretraining rows (replayed
+                         during harness fine-tuning)
   W/params/              final parameters (orbax)
   W/DONE.json            written last: what produced W (recipe, data sha256)
 
@@ -66,6 +68,23 @@ def check_static(workdir: str, config: config_lib.ModelConfig) -> None:
       raise CbenchError(
           f"{workdir} holds a model with a different configuration "
           f"(fields {diff} differ); use a new --workdir.")
+
+
+def save_replay(workdir: str, rows) -> None:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with files.atomic_open(os.path.join(workdir, "replay.npz"), "wb") as f:
+    np.savez(f, tokens=rows.tokens, lengths=rows.lengths)
+
+
+def load_replay(workdir: str):
+  """The base model's public-world rows (`TokenRows`), or None."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from cbench.train import text_data  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "replay.npz")
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as z:
+    return text_data.TokenRows(z["tokens"], z["lengths"], 0)
 
 
 def finish(workdir: str, params: PyTree, info: dict) -> None:

@@ -108,6 +108,7 @@ def pretrain_base(public_world_dir: str, workdir: str,
 
   rows = text_data.cached_rows(texts, tokenizer, config.train.seq_len,
                                os.path.join(workdir, "data"), "public")
+  model_store.save_replay(workdir, rows)
   mesh = mesh_lib.make_mesh()
   params = rules.init_params_sharded(None, model_cfg, mesh,
                                      jax.random.key(config.train.seed))

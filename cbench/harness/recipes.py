@@ -49,6 +49,7 @@ _RECIPES = {
             train=TrainRecipe(num_steps=1500, batch_size=32, seq_len=256,
                               optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
         finetune=TrainRecipe(num_steps=1000, batch_size=32, seq_len=256,
+                             replay_fraction=0.25,
                              optimizer=OptimizerConfig(peak_learning_rate=1e-3))),
     # Unit tests: seconds, not accuracy.
     "micro": HarnessConfig(
@@ -59,6 +60,7 @@ _RECIPES = {
             train=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
                               log_every=2, checkpoint_every=2)),
         finetune=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
+                             replay_fraction=0.25,
                              log_every=2, checkpoint_every=2)),
 }
 
