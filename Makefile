@@ -10,7 +10,7 @@ DEMO_DIR ?= demo_out
 $(VENV): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,beam]'
 	touch $(VENV)
 
 demo: $(VENV)
