@@ -1,0 +1,123 @@
+"""End-to-end benchmark grid on the micro recipe: files, schema, resume, errors."""
+
+import json
+import math
+import os
+
+import matplotlib.image
+import numpy as np
+import pytest
+from PIL import Image
+
+from cbench._validate import CbenchError
+from cbench.benchmark import report
+from cbench.benchmark import runner
+
+ROW_FIELDS = {"method", "epsilon", "delta", "expost_epsilon", "num_docs",
+              "public_test_exact", "public_test_fuzzy", "sensitive_test_exact",
+              "capability_gain", "wall_seconds", "versions", "release_sha256",
+              "epsilon_verified", "key", "cell"}
+
+
+def _config(release, base, **kw):
+  defaults = dict(release_dir=release, base_dir=base, recipe="micro",
+                  methods=("public_only", "private_prediction"),
+                  epsilons=(10.0,), num_docs=4)
+  defaults.update(kw)
+  return runner.BenchmarkConfig(**defaults)
+
+
+def _mtimes(workdir):
+  out = {}
+  for cell in sorted(os.listdir(os.path.join(workdir, "cells"))):
+    path = os.path.join(workdir, "cells", cell, "row.json")
+    if os.path.exists(path):
+      out[cell] = os.path.getmtime(path)
+  return out
+
+
+def test_grid_resume_and_outputs(demo_release_dir, micro_base_dir, tmp_path):
+  workdir = str(tmp_path / "bench")
+  config = _config(demo_release_dir, micro_base_dir)
+  # "Kill" the runner after two computed cells.
+  partial = runner.run_benchmark(config, workdir, stop_after_cells=2)
+  assert [r["cell"] for r in partial] == ["base", "real"]
+  done_before = _mtimes(workdir)
+  rows = runner.run_benchmark(config, workdir)
+  assert [r["cell"] for r in rows] == ["base", "real", "public_only-eps0",
+                                       "private_prediction-eps10"]
+  after = _mtimes(workdir)
+  for cell, mtime in done_before.items():
+    assert after[cell] == mtime, f"finished cell {cell} was recomputed"
+  # Every row has the schema; synthetic rows carry a verified epsilon.
+  with open(os.path.join(workdir, "results.jsonl")) as f:
+    on_disk = [json.loads(line) for line in f]
+  assert [r["cell"] for r in on_disk] == [r["cell"] for r in rows]
+  for r in on_disk:
+    assert ROW_FIELDS <= set(r), ROW_FIELDS - set(r)
+    assert 0 <= r["public_test_exact"]["low"] <= r["public_test_exact"]["high"] <= 1
+  pp = on_disk[-1]
+  assert pp["epsilon_verified"] is True and pp["achieved_epsilon"] <= 10.0 + 1e-9
+  assert on_disk[0]["capability_gain"] is None and on_disk[1]["capability_gain"] is not None
+  # A third run recomputes nothing.
+  runner.run_benchmark(config, workdir)
+  assert _mtimes(workdir) == after
+  # A changed config touches only its cells.
+  changed = _config(demo_release_dir, micro_base_dir, num_docs=5)
+  runner.run_benchmark(changed, workdir)
+  final = _mtimes(workdir)
+  assert final["base"] == after["base"] and final["real"] == after["real"]
+  assert final["private_prediction-eps10"] != after["private_prediction-eps10"]
+  # Outputs exist and are non-trivial.
+  md = open(os.path.join(workdir, "results.md")).read()
+  assert md.count("\n") == 2 + len(rows)
+  html = open(os.path.join(workdir, "report.html")).read()
+  assert "data:image/png;base64," in html and "Release datasheet" in html
+  png = os.path.join(workdir, "accuracy_vs_epsilon.png")
+  pixels = matplotlib.image.imread(png)
+  assert pixels.shape[0] > 200 and pixels.std() > 0.01
+  series = Image.open(png).info["Description"].split(": ", 1)[1].split(",")
+  # Two synthetic methods plus the base and real reference lines.
+  assert sorted(series) == sorted(["private_prediction", "public_only",
+                                   "base model", "real model"])
+
+
+def test_plot_series_count_follows_methods(tmp_path):
+  acc = {"mean": 0.5, "low": 0.4, "high": 0.6, "n": 10}
+  rows = [{"method": m, "epsilon": e, "public_test_exact": acc,
+           "sensitive_test_exact": acc}
+          for m in ("a", "b", "c") for e in (1.0, 10.0, math.inf)]
+  rows += [{"method": "base", "epsilon": None, "public_test_exact": acc,
+            "sensitive_test_exact": acc}]
+  info = report.plot_accuracy(rows, str(tmp_path / "p.png"))
+  assert info["series"] == ["a", "b", "c", "base model"]
+  assert report.markdown_table(rows).count("\n") == 2 + len(rows)
+
+
+def test_bad_input_fails_before_compute(demo_release_dir, micro_base_dir, tmp_path):
+  workdir = tmp_path / "w"
+  bad = tmp_path / "mine.jsonl"
+  bad.write_text('{"body": "no text field"}\n')
+  cases = [
+      (_config(demo_release_dir, micro_base_dir, synthetic=str(bad), methods=()), "no field"),
+      (_config(demo_release_dir, micro_base_dir, methods=("nope",)), "Unknown method"),
+      (_config(demo_release_dir, micro_base_dir, epsilons=(1e-9,)), "epsilon"),
+      (_config(demo_release_dir, micro_base_dir, epsilons=(-1.0,)), "epsilon"),
+      (_config(str(tmp_path / "missing"), micro_base_dir), "not found"),
+  ]
+  for config, message in cases:
+    with pytest.raises(CbenchError, match=message):
+      runner.run_benchmark(config, str(workdir))
+    assert not workdir.exists(), f"{message}: wrote before failing"
+
+
+def test_own_synthetic_without_ledger_is_unverified(demo_release_dir, micro_base_dir, tmp_path):
+  mine = tmp_path / "mine.jsonl"
+  with open(demo_release_dir + "/corpus/val.jsonl") as f:
+    texts = [json.loads(line)["text"] for line in f][:20]
+  mine.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+  config = _config(demo_release_dir, micro_base_dir, methods=(), epsilons=(),
+                   synthetic=str(mine), reference_rows=False)
+  rows = runner.run_benchmark(config, str(tmp_path / "w"))
+  assert rows[-1]["method"] == "own" and rows[-1]["epsilon_verified"] is False
+  assert "**no**" in open(tmp_path / "w" / "results.md").read()
