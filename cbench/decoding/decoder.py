@@ -38,8 +38,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cbench import _validate
+from cbench.models import registry
 from cbench.models.config import ModelConfig
-from cbench.models.transformer import Transformer, init_cache
+from cbench.models.transformer import init_cache
 
 PyTree = Any
 _INIT_KEY_DATA = 0xFFFFFFFF
@@ -106,13 +107,13 @@ def _generate(params, tokens, key, max_new, *, config, sampler, group_size,
               eos_id, stop_ids, pad_id, buf_len):
   n, p = tokens.shape
   g = n // group_size
-  model = Transformer(config)
+  model = registry.make_model(config)  # The architecture of config.arch.
   variables = {"params": params}
   valid = jnp.cumsum((tokens != pad_id).astype(jnp.int32), axis=1) > 0
   positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0).astype(jnp.int32)
   cache = init_cache(config, n, p + buf_len)
   logits, cache = model.apply(variables, tokens, positions, cache, valid=valid,
-                              last_only=True, method=Transformer.extend)
+                              last_only=True, method="extend")
   next_pos = jnp.sum(valid, axis=1).astype(jnp.int32)
   sstate = sampler.init_state(
       g, jax.random.fold_in(key, jnp.uint32(_INIT_KEY_DATA)))
@@ -138,7 +139,7 @@ def _generate(params, tokens, key, max_new, *, config, sampler, group_size,
     done = done | ends | stop.astype(jnp.bool_) | (step + 1 >= max_new)
     row_tok = jnp.repeat(tok, group_size)[:, None]
     logits, cache = model.apply(variables, row_tok, pos[:, None], cache,
-                                last_only=True, method=Transformer.extend)
+                                last_only=True, method="extend")
     return step + 1, logits, cache, pos + 1, done, out, lengths, sstate
 
   step, _, _, _, _, out, lengths, sstate = jax.lax.while_loop(

@@ -13,6 +13,13 @@ Sizes (parameter counts at vocab_size=8000, tied embeddings):
 The MLP is SwiGLU (three matrices of d_model x mlp_dim). CPU configs compute
 in float32 (bfloat16 is slower on XLA:CPU); accelerator configs compute in
 bfloat16 with float32 parameters.
+
+`arch` picks the module (`cbench.models.registry.make_model`): 'cbench' (the
+tiny LM above, `cbench.models.transformer`), 'gemma3'
+(`cbench.models.gemma3`: qk-norm, post-norms, GELU-tanh MLP, sliding-window
+local layers) or 'llama' (`cbench.models.llama`: no embedding scale).
+Pretrained configurations come from their weights
+(`cbench.models.gguf_loader`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,21 @@ class ModelConfig:
       are returned in float32 regardless.
     param_dtype: parameter dtype name.
     remat: rematerialise each block in the backward pass (saves memory).
+    arch: 'cbench' | 'gemma3' | 'llama' (see the module docstring).
+    sliding_window: gemma3 local layers attend to keys at most
+      ``sliding_window - 1`` positions back (0: no window).
+    global_every: gemma3: layer i is global (full attention, `rope_base`,
+      `rope_scale`) iff ``(i + 1) % global_every == 0``; the other layers are
+      local (window, `local_rope_base`). 0: every layer global.
+    local_rope_base: RoPE base of gemma3 local layers.
+    rope_scale: linear RoPE position scaling of global layers (positions
+      divided by it; Gemma 3 4B+ use 8).
+    query_pre_attn_scalar: attention logits are scaled by its -1/2 power;
+      0 means head_dim.
+
+  The arch fields after `remat` are written by `to_dict` only when they
+  differ from their defaults, so model directories and cache keys of
+  'cbench' models are unchanged.
   """
 
   name: str = "custom"
@@ -62,6 +84,12 @@ class ModelConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: bool = False
+  arch: str = "cbench"
+  sliding_window: int = 0
+  global_every: int = 0
+  local_rope_base: float = 10_000.0
+  rope_scale: float = 1.0
+  query_pre_attn_scalar: float = 0.0
 
   def __post_init__(self):
     for field in ("vocab_size", "d_model", "num_layers", "num_heads",
@@ -75,6 +103,22 @@ class ModelConfig:
                     f"Expected an even head_dim={self.head_dim} (RoPE).")
     _validate.one_of("dtype", self.dtype, _DTYPES)
     _validate.one_of("param_dtype", self.param_dtype, _DTYPES)
+    _validate.one_of("arch", self.arch, ARCHS)
+    _validate.non_negative("sliding_window", self.sliding_window)
+    _validate.non_negative("global_every", self.global_every)
+    _validate.positive("rope_scale", self.rope_scale)
+    _validate.non_negative("query_pre_attn_scalar", self.query_pre_attn_scalar)
+
+  def is_global_layer(self, i: int) -> bool:
+    """Whether layer i attends globally (always, unless arch='gemma3')."""
+    if self.arch != "gemma3" or not self.global_every:
+      return True
+    return (i + 1) % self.global_every == 0
+
+  @property
+  def attn_scale(self) -> float:
+    """Multiplier of the attention logits q.k."""
+    return (self.query_pre_attn_scalar or self.head_dim) ** -0.5
 
   @property
   def compute_dtype(self) -> jnp.dtype:
@@ -88,7 +132,11 @@ class ModelConfig:
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    out = dataclasses.asdict(self)
+    for name, default in _ARCH_DEFAULTS.items():
+      if out[name] == default:
+        del out[name]
+    return out
 
   def num_params(self) -> int:
     """Exact parameter count (tied embeddings, no biases)."""
@@ -96,6 +144,8 @@ class ModelConfig:
     attn = d * hd * (2 * h + 2 * kv)
     mlp = 3 * d * self.mlp_dim
     per_layer = attn + mlp + 2 * d
+    if self.arch == "gemma3":  # qk-norms, post-attention and post-MLP norms
+      per_layer += 2 * hd + 2 * d
     return self.vocab_size * d + self.num_layers * per_layer + d
 
   def flops_per_token(self, seq_len: int) -> float:
@@ -114,6 +164,11 @@ class ModelConfig:
 
 
 _DTYPES = ("float32", "bfloat16", "float16")
+ARCHS = ("cbench", "gemma3", "llama")
+_ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                  if f.name in ("arch", "sliding_window", "global_every",
+                                "local_rope_base", "rope_scale",
+                                "query_pre_attn_scalar")}
 
 _SIZES = {
     "micro": dict(d_model=64, num_layers=2, num_heads=4, num_kv_heads=2,

@@ -1,6 +1,9 @@
 """Model construction by config: the one place that builds and inits models.
 
-`make_model(config)` returns the linen module; `init_params(config, rng)`
+`make_model(config)` returns the linen module of ``config.arch`` ('cbench':
+`Transformer`, 'gemma3': `cbench.models.gemma3.Gemma3`, 'llama':
+`cbench.models.llama.Llama`; all share the `Transformer` entry points, so
+call them by name: ``model.apply(v, ..., method="extend")``); `init_params(config, rng)`
 returns plain (unboxed) float parameters on the default device. For
 parameters born sharded over a mesh use
 `cbench.parallel.rules.init_params_sharded`.
@@ -21,6 +24,13 @@ PyTree = Any
 
 
 def make_model(config: config_lib.ModelConfig) -> Transformer:
+  """The module for ``config.arch`` (a `Transformer` or a subclass)."""
+  if config.arch == "gemma3":
+    from cbench.models import gemma3  # pylint: disable=g-import-not-at-top
+    return gemma3.Gemma3(config)
+  if config.arch == "llama":
+    from cbench.models import llama  # pylint: disable=g-import-not-at-top
+    return llama.Llama(config)
   return Transformer(config)
 
 
