@@ -417,20 +417,8 @@ def load_converted(cache_dir: str, *, mesh=None, **overrides) -> Pretrained:
   return Pretrained(config, unflatten(flat), tokenizer, info)
 
 
-def load_pretrained(name: str, *, mesh=None, **overrides) -> Pretrained:
-  """A pretrained model by name (`PRETRAINED_NAMES`) or GGUF file path.
-
-  Converts on first use (see the module docstring), then loads the cache.
-
-  Args:
-    name: 'gemma3_270m', 'smollm2_135m', or a path to a '.gguf' file.
-    mesh: shard parameters over this mesh (`rules.param_shardings`).
-    **overrides: `ModelConfig` fields to change (e.g. dtype="bfloat16").
-
-  Raises:
-    CbenchError: unknown name, missing packages (with the install command),
-      an unsupported or malformed GGUF file.
-  """
+def ensure_converted(name: str) -> str:
+  """The cache directory of a named model or GGUF path (converting once)."""
   if name in PRETRAINED_NAMES:
     path, sha = gguf_file(name)
     model_name = name
@@ -446,4 +434,21 @@ def load_pretrained(name: str, *, mesh=None, **overrides) -> Pretrained:
   out = os.path.join(cache_root(), "models", f"{stem}-{sha[:12]}")
   if not os.path.exists(os.path.join(out, "info.json")):
     convert(path, out, name=model_name, sha256=sha)
-  return load_converted(out, mesh=mesh, **overrides)
+  return out
+
+
+def load_pretrained(name: str, *, mesh=None, **overrides) -> Pretrained:
+  """A pretrained model by name (`PRETRAINED_NAMES`) or GGUF file path.
+
+  Converts on first use (see the module docstring), then loads the cache.
+
+  Args:
+    name: 'gemma3_270m', 'smollm2_135m', or a path to a '.gguf' file.
+    mesh: shard parameters over this mesh (`rules.param_shardings`).
+    **overrides: `ModelConfig` fields to change (e.g. dtype="bfloat16").
+
+  Raises:
+    CbenchError: unknown name, missing packages (with the install command),
+      an unsupported or malformed GGUF file.
+  """
+  return load_converted(ensure_converted(name), mesh=mesh, **overrides)
