@@ -329,11 +329,11 @@ def test_convert_cache_and_sharded_load(converted, tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(a), b)
   # A second load reads the cache and does not convert again.
   monkeypatch.setattr(gguf_loader, "convert", None)
-  mesh = mesh_lib.make_mesh()
-  assert mesh.devices.size == 8
+  mesh = mesh_lib.make_mesh(data=2, fsdp=2, model=2)
   sharded = gguf_loader.load_pretrained(str(path), mesh=mesh)
-  emb = sharded.params["embed"]["embedding"]
-  assert len(emb.sharding.device_set) == 8
+  up = sharded.params["blocks_0"]["mlp"]["up"]["kernel"]
+  assert len(up.sharding.device_set) == 8
+  assert up.addressable_shards[0].data.shape == (D // 2, MLP // 2)
   for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(params)):
     np.testing.assert_array_equal(np.asarray(a), b)
   np.testing.assert_allclose(_logits(sharded.config, sharded.params, TOKENS),
