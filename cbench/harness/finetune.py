@@ -27,6 +27,10 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
              recipe: TrainRecipe, *, stop_after: int | None = None) -> dict:
   """Fine-tunes the base model in `base_dir` on `corpus_path` into `workdir`.
 
+  `base_dir` may also name a pretrained model ('gemma3_270m',
+  'smollm2_135m'; see `model_store.load`); it then has no public-world rows
+  to replay and the recipe's replay_fraction is ignored.
+
   Killed and restarted with the same arguments it resumes from its last
   checkpoint and ends with the same parameters as an uninterrupted run. A
   finished workdir is returned as is.
@@ -40,7 +44,9 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
   corpus_sha = files.sha256_file(corpus_path)
   mesh = mesh_lib.make_mesh()
   base = model_store.load(base_dir, mesh=mesh)
-  expected = {"base": os.path.abspath(base_dir), "corpus": os.path.abspath(corpus_path),
+  base_key = base_dir if model_store.is_pretrained(base_dir) else (
+      os.path.abspath(base_dir))
+  expected = {"base": base_key, "corpus": os.path.abspath(corpus_path),
               "corpus_sha256": corpus_sha, "recipe": recipe.to_dict()}
   binding_path = os.path.join(workdir, "run.json")
   if os.path.exists(binding_path):
@@ -58,8 +64,11 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
 
   rows = text_data.cached_rows(texts, base.tokenizer, recipe.seq_len,
                                os.path.join(workdir, "data"), "corpus")
-  replay = model_store.load_replay(base_dir) if recipe.replay_fraction else None
-  if recipe.replay_fraction and replay is None:
+  # A pretrained base (a model name) has no public-world rows to replay.
+  pretrained = model_store.is_pretrained(base_dir)
+  replay = (model_store.load_replay(base_dir)
+            if recipe.replay_fraction and not pretrained else None)
+  if recipe.replay_fraction and replay is None and not pretrained:
     raise CbenchError(f"{base_dir} has no replay.npz; the recipe mixes "
                       f"public-world rows into fine-tuning batches.")
   if replay is not None and replay.tokens.shape[1] != rows.tokens.shape[1]:

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from cbench.models import config as config_lib
+from cbench.models import registry
 from cbench.models.transformer import Transformer
 from cbench.parallel import mesh as mesh_lib
 from cbench.parallel import rules
@@ -89,7 +90,7 @@ def lm_loss(model: Transformer, params: PyTree, batch: PyTree) -> jax.Array:
 def make_train_step(config: config_lib.ModelConfig,
                     optimizer: optax.GradientTransformation):
   """A jitted ``(state, batch, key) -> (state, metrics)`` that donates state."""
-  model = Transformer(config)
+  model = registry.make_model(config)  # The architecture of config.arch.
 
   def step(state: loop.TrainState, batch: PyTree, key: jax.Array):
     del key  # Non-private training is deterministic given the batch.

@@ -11,6 +11,13 @@ Layout of a finished model directory ``W``::
   W/DONE.json            written last: what produced W (recipe, data sha256)
 
 A directory without DONE.json is unfinished (a run may resume into it).
+
+`load` also accepts a pretrained model name (`gguf_loader.PRETRAINED_NAMES`:
+'gemma3_270m', 'smollm2_135m') in place of a directory: the bundle then
+comes from the converted GGUF weights, with no few-shot exemplars and
+``info = {"pretrained": name, ...}``. Tokenizer files of any cbench
+tokenizer load (`cbench.text.gguf_tokenizer.load_tokenizer`), so fine-tuned
+copies of pretrained models are ordinary model directories.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import jax
 from cbench._validate import CbenchError
 from cbench.io import files
 from cbench.models import config as config_lib
+from cbench.models import gguf_loader
 from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
 from cbench.parallel import rules
+from cbench.text import gguf_tokenizer
 from cbench.text.tokenizer import Tokenizer
 from cbench.train import checkpoint
 
@@ -38,7 +47,7 @@ DONE = "DONE.json"
 class ModelBundle:
   path: str
   config: config_lib.ModelConfig
-  tokenizer: Tokenizer
+  tokenizer: Tokenizer  # or another cbench tokenizer (gguf_tokenizer)
   params: PyTree
   fewshot: list[dict]
   info: dict
@@ -105,19 +114,38 @@ def load_config(path: str) -> config_lib.ModelConfig:
     raise CbenchError(f"{cfg_path}: not a ModelConfig ({e}).") from e
 
 
+def is_pretrained(path: str) -> bool:
+  """Whether `load` reads `path` as a pretrained model name."""
+  return path in gguf_loader.PRETRAINED_NAMES and not os.path.isdir(path)
+
+
+def load_pretrained(name: str, *, mesh=None) -> ModelBundle:
+  """A pretrained model (see the module docstring) as a bundle."""
+  mesh = mesh_lib.make_mesh() if mesh is None else mesh
+  m = gguf_loader.load_pretrained(name, mesh=mesh)
+  info = {"pretrained": name,
+          **{k: m.info.get(k) for k in ("gguf_sha256", "license",
+                                        "num_params")}}
+  return ModelBundle(name, m.config, m.tokenizer, m.params, [], info)
+
+
 def load(path: str, *, mesh=None) -> ModelBundle:
   """Loads a finished model directory onto `mesh` (default: all devices).
 
   Parameters are restored straight into the mesh's parameter shardings, so a
-  model saved on one topology (8 devices, a pod) loads on any other.
+  model saved on one topology (8 devices, a pod) loads on any other. A
+  pretrained model name loads that model (`load_pretrained`).
   """
+  if is_pretrained(path):
+    return load_pretrained(path, mesh=mesh)
   if not os.path.isdir(path):
     raise CbenchError(f"Model directory not found: {path}")
   if not is_done(path):
     raise CbenchError(f"{path} is not a finished model directory (no {DONE}); "
                       f"its training did not complete.")
   config = load_config(path)
-  tokenizer = Tokenizer.load(os.path.join(path, "tokenizer.model"))
+  tokenizer = gguf_tokenizer.load_tokenizer(
+      os.path.join(path, "tokenizer.model"))
   if tokenizer.vocab_size != config.vocab_size:
     raise CbenchError(f"{path}: tokenizer has {tokenizer.vocab_size} ids but "
                       f"the model config expects {config.vocab_size}.")

@@ -8,6 +8,7 @@ shared KV-cached decoder, stopped at the first newline; scored by
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Sequence
@@ -55,7 +56,9 @@ def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
 
   Args:
     release_dir: the release.
-    model_dir: a finished model directory (base or fine-tuned).
+    model_dir: a finished model directory (base or fine-tuned), or a
+      pretrained model name (its few-shot exemplars are then drawn from the
+      release's public_val questions).
     splits: QA set names, e.g. ("public_test", "sensitive_test").
     out_path: where to write the JSON result (atomically), if given.
     batch_size: decoding batch.
@@ -69,6 +72,11 @@ def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
       raise CbenchError(f"Unknown --split={s!r}; {release_dir} has "
                         f"{release.qa_names()}.")
   bundle = model_store.load(model_dir)
+  if not bundle.fewshot and "public_val" in release.qa_names():
+    # A pretrained model (no stored exemplars): public validation questions
+    # of this release serve as the few-shot exemplars.
+    bundle = dataclasses.replace(bundle, fewshot=prompts.select_exemplars(
+        release.qa("public_val")))
   mesh = mesh_lib.make_mesh()
   result = {"model": model_dir, "release": release.manifest["release_id"],
             "release_dir": release_dir, "splits": {}}

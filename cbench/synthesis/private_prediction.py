@@ -139,7 +139,7 @@ from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
 from cbench.harness import model_store
 from cbench.io import files
-from cbench.models.transformer import Transformer
+from cbench.models import registry
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
 from cbench.privacy import pp_accounting as ppa
@@ -581,8 +581,8 @@ def _left_pad(rows: list[list[int]], width: int, pad: int) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def _mean_hidden(params, tokens, valid, *, config):
-  return Transformer(config).apply({"params": params}, tokens, valid,
-                                   method=Transformer.mean_hidden)
+  return registry.make_model(config).apply({"params": params}, tokens, valid,
+                                          method="mean_hidden")
 
 
 def embed_token_rows(params, config, rows: Sequence[Sequence[int]],
