@@ -4,57 +4,59 @@
                                            runner="DirectRunner")
 
 Same layout, files and manifest as the single-process path (`release`),
-for the same `ReleaseConfig`: only the corpus stage (`_generate_corpus`:
-render, near-duplicate removal, splits, support counting) runs as a Beam
-pipeline; QA, the TFDS export, README and manifest are then written by the
-unchanged single-process code.
+for the same `ReleaseConfig`: only the corpus stage (generation,
+near-duplicate removal, splits, support counting) runs as a Beam pipeline,
+passed to `release.build_release` as its `corpus_stage`; QA, the TFDS
+export, README and manifest are then written by the unchanged
+single-process code.
 
-The pipeline:
+The pipeline (generator `geminon-1.1`: a shard of document slots is a pure
+function of (seed, shard), see `release.generate_shard`):
 
-  Create([config])
-  -> Generate        ONE worker: the generator-1.0 document stream (render
-                     slot i, MinHash-LSH check, re-render on a near
-                     duplicate, split of slot i); emits (doc_id, split, doc)
-                     and the dedup counts (a tagged output)
-  -> GroupByKey      by (split, doc_id // shard_docs): doc-index ranges
-  -> WriteFragment   per shard, in parallel: serialize the documents in id
-                     order to a fragment file; count styles, words and the
-                     train documents supporting each (creature, feature)
+  Create(shard ids) -> Reshuffle
+  -> Generate        per shard, in parallel: render the shard's documents
+                     (scratch docs-K.pkl), MinHash signatures (scratch
+                     sig-K.npy), and emit its (band key, slot) entries in
+                     `PARTITIONS` batches keyed by key % PARTITIONS
+  -> GroupByKey      all entries of one key range together
+  -> FindRemoved     per key range, in parallel: `dedup.removed_in_group`
+                     (slot i is removed iff an earlier slot shares a band
+                     key with it and has estimated Jaccard >= 0.8; the
+                     signatures are read back from the sig-K.npy files)
+  -> ToList -> Union the removed slots (one small sorted array)
+  -> WriteShard      per shard, in parallel, with the removed slots as a
+                     side input: drop them, split each slot
+                     (`release.assign_splits`), write one fragment per
+                     split, tally styles, words and train supports
   -> ToList -> Finalize
                      ONE worker: concatenate each split's fragments in shard
-                     order (= id order), merge counts and supports, write
-                     them for the driver
+                     order (= id order), merge the tallies in shard order,
+                     write the result for the driver
 
-Why Generate is one worker: generator 1.0 draws every document from ONE
-random stream (`render.Renderer`), and a near-duplicate re-render shifts
-that stream for every later document, so document i cannot be produced
-without producing documents 0..i-1 (byte identity with the released format
-forbids reseeding per shard). Everything after it runs in parallel; on 2 CPU
-cores that is a small share (see `benchmarks/scaling.py`). A future
-generator version with per-shard streams would let Generate shard too.
+The removal rule and the splits do not depend on processing order, and
+everything is reassembled in shard order, so the output equals
+`release.generate_corpus` byte for byte (tested on `demo`, 3 shards).
 
 Runners: any Beam runner (`RUNNERS`; DirectRunner means the in-process
-FnApiRunner, never the Prism binary download); extra pipeline options (project,
-region, temp_location, flink_master, ...) go in `pipeline_args`. The output
-directory must be on a filesystem that the driver and every worker see at
-the same path (local disk for DirectRunner or a local Flink/Spark; NFS,
-Filestore or gcsfuse otherwise): cbench's IO is POSIX. Workers need cbench
-installed (e.g. ``--setup_file=./setup.py`` or a custom container).
+FnApiRunner, never the Prism binary download); extra pipeline options
+(project, region, temp_location, flink_master, direct_num_workers, ...) go
+in `pipeline_args`. The output directory must be on a filesystem that the
+driver and every worker see at the same path (local disk for DirectRunner
+or a local Flink/Spark; NFS, Filestore or gcsfuse otherwise): cbench's IO
+is POSIX. Workers need cbench installed (e.g. ``--setup_file=./setup.py``
+or a custom container).
 
 Privacy: none here; the corpus is synthetic (see `release`).
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import functools
 import os
 import pickle
 import shlex
 import shutil
-import threading
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -63,153 +65,142 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from cbench import _validate
 from cbench.corpus import dedup as dedup_lib
 from cbench.corpus import release
-from cbench.corpus import render as render_lib
 from cbench.io import files
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
-SHARD_DOCS = 10_000  # Documents per (split, shard) fragment, before the split.
+PARTITIONS = 16  # Key ranges the band-key grouping is batched into.
 _SCRATCH = ".beam-scratch"
 _RESULT = "result.pkl"
 
 
-def _documents(config: release.ReleaseConfig
-               ) -> Iterator[tuple[int, int, dict]]:
-  """(doc_id, split index, doc) in id order, then the dedup counts.
-
-  The exact stream of `release._generate_corpus` (same generators, same
-  draws, same retry rule). The last item is ``(-1, -1, dedup_stats)``.
-  """
-  spec = config.spec
-  world = release.make_world(config)
-  renderer = render_lib.Renderer(world,
-                                 np.random.default_rng([config.seed, 1]))
-  order_rng = np.random.default_rng([config.seed, 2])
-  split_rng = np.random.default_rng([config.seed, 3])
-  counts = release._style_counts(spec.public_docs, spec.style_mix)  # pylint: disable=protected-access
-  styles = list(render_lib.PUBLIC_STYLES)
-  codes = np.concatenate(
-      [np.full(counts.get(s, 0), i, np.int16) for i, s in enumerate(styles)]
-      + [np.full(spec.dossiers_per_sensitive, len(styles) + j, np.int16)
-         for j in range(len(world.sensitive))])
-  codes = codes[order_rng.permutation(len(codes))]
-  sensitive = world.sensitive
-  filt = dedup_lib.NearDuplicateFilter(seed=1)
-  block: list[int] = []
-  for doc_id, code in enumerate(codes.tolist()):
-    for _ in range(release._MAX_ATTEMPTS):  # pylint: disable=protected-access
-      if code < len(styles):
-        doc = renderer.render(styles[code])
-      else:
-        doc = renderer.render_sensitive(sensitive[code - len(styles)])
-      if filt.add(doc_id, doc["text"]):
-        break
-    else:
-      raise RuntimeError(f"Could not render a non-duplicate document for "
-                         f"slot {doc_id} ({doc['style']}).")
-    if not block:
-      block = split_rng.permutation(
-          np.array(release._SPLIT_BLOCK)).tolist()  # pylint: disable=protected-access
-    doc["id"] = doc_id
-    yield doc_id, block.pop(), doc
-  yield -1, -1, {"generated": filt.seen, "removed": filt.removed,
-                 "removed_fraction": round(filt.removed_fraction, 6),
-                 "threshold": dedup_lib.THRESHOLD,
-                 "num_perm": dedup_lib.NUM_PERM,
-                 "shingle_words": dedup_lib.SHINGLE}
+def _docs_path(scratch: str, shard: int) -> str:
+  return os.path.join(scratch, f"docs-{shard:07d}.pkl")
 
 
-class _Generate(beam.DoFn):
-  """The serial document stream (see the module docstring)."""
+def _sig_path(scratch: str, shard: int) -> str:
+  return os.path.join(scratch, f"sig-{shard:07d}.npy")
 
-  DEDUP = "dedup"
 
-  def __init__(self, config: release.ReleaseConfig, shard_docs: int):
+class _GenerateShard(beam.DoFn):
+  """Renders one shard; emits its band-key entries and a 'done' marker."""
+
+  DONE = "done"
+
+  def __init__(self, config: release.ReleaseConfig, scratch: str,
+               partitions: int):
     super().__init__()
     self._config = config
-    self._shard_docs = shard_docs
+    self._scratch = scratch
+    self._partitions = partitions
+    self._world = None
 
-  def process(self, unused_element):
-    for doc_id, split, doc in _documents(self._config):
-      if doc_id < 0:
-        yield beam.pvalue.TaggedOutput(self.DEDUP, doc)
-      else:
-        yield (split, doc_id // self._shard_docs), doc
+  def setup(self):
+    self._world = release.make_world(self._config)  # Pure in the config.
 
-
-def _write_fragment(item, scratch: str) -> dict:
-  """Writes one (split, shard) fragment in id order; returns its counts."""
-  (split, shard), docs = item
-  docs = sorted(docs, key=lambda d: d["id"])
-  path = os.path.join(scratch, f"{release.SPLITS[split]}-{shard:07d}.jsonl")
-  styles = collections.Counter()
-  ids = np.empty(len(docs), np.int64)
-  words = np.empty(len(docs), np.int32)
-  supports = collections.defaultdict(list)
-  with files.atomic_open(path) as f:  # Atomic: a retried bundle rewrites it.
-    for i, doc in enumerate(docs):
-      f.write(files.dumps_record(doc) + "\n")
-      styles[doc["style"]] += 1
-      ids[i] = doc["id"]
-      words[i] = len(doc["text"].split())
-      if split == 0:
-        for name, feature in doc["facts"]:
-          supports[(name, feature)].append(doc["id"])
-  return {"split": split, "shard": shard, "path": path, "styles": styles,
-          "ids": ids, "words": words,
-          "supports": {k: np.asarray(v, np.int64) for k, v in
-                       supports.items()}}
+  def process(self, shard: int):
+    docs = release.generate_shard(self._config, self._world, shard)
+    # Atomic writes: a retried bundle rewrites the same bytes.
+    with files.atomic_open(_docs_path(self._scratch, shard), "wb") as f:
+      pickle.dump(docs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    sigs = dedup_lib.signatures([d["text"] for d in docs])
+    with files.atomic_open(_sig_path(self._scratch, shard), "wb") as f:
+      np.save(f, sigs)
+    keys = dedup_lib.band_keys(sigs).ravel()
+    idx = np.repeat(np.arange(shard * release.SHARD_DOCS,
+                              shard * release.SHARD_DOCS + len(docs),
+                              dtype=np.int64), dedup_lib.BANDS)
+    part = (keys % np.uint64(self._partitions)).astype(np.int64)
+    for p in np.unique(part).tolist():
+      sel = part == p
+      yield p, (keys[sel], idx[sel])
+    yield beam.pvalue.TaggedOutput(self.DONE, shard)
 
 
-def _finalize(fragments: list[dict], dedup: dict, corpus_dir: str,
-              scratch: str) -> None:
-  """Concatenates fragments per split (id order); writes merged counts."""
-  fragments = sorted(fragments, key=lambda f: (f["split"], f["shard"]))
+def _find_removed(item, scratch: str) -> np.ndarray:
+  """Removed slots among one key range's entries (sorted int64)."""
+  _, entries = item
+  entries = list(entries)
+  keys = np.concatenate([k for k, _ in entries])
+  idx = np.concatenate([i for _, i in entries])
+  cache: dict[int, np.ndarray] = {}
+
+  def sig_of(ids: np.ndarray) -> np.ndarray:
+    shard = ids // release.SHARD_DOCS
+    out = np.empty((ids.size, dedup_lib.NUM_PERM), np.uint32)
+    for k in np.unique(shard).tolist():
+      if k not in cache:
+        cache[k] = np.load(_sig_path(scratch, k), mmap_mode="r")
+      sel = shard == k
+      out[sel] = cache[k][ids[sel] - k * release.SHARD_DOCS]
+    return out
+
+  return dedup_lib.removed_in_group(keys, idx, sig_of)
+
+
+def _union(parts: list[np.ndarray]) -> np.ndarray:
+  if not parts:
+    return np.empty(0, np.int64)
+  return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+def _write_shard(shard: int, removed: np.ndarray, seed: int,
+                 scratch: str) -> dict:
+  """Writes one shard's kept documents, one fragment per split."""
+  with open(_docs_path(scratch, shard), "rb") as f:
+    docs = pickle.load(f)
+  gone = np.isin(np.array([d["id"] for d in docs], np.int64), removed)
+  paths = [os.path.join(scratch, f"{s}-{shard:07d}.jsonl")
+           for s in release.SPLITS]
+  tally = release.CorpusTally()
+  with files.atomic_open(paths[0]) as a, files.atomic_open(paths[1]) as b, \
+      files.atomic_open(paths[2]) as c:
+    release.write_documents(docs, gone, seed, (a, b, c), tally)
+  return {"shard": shard, "paths": paths, "tally": tally}
+
+
+def _finalize(fragments: list[dict], removed: np.ndarray, n_slots: int,
+              corpus_dir: str, scratch: str) -> None:
+  """Concatenates the fragments per split and merges the tallies, both in
+  shard order; writes (supports, stats) for the driver."""
+  fragments = sorted(fragments, key=lambda f: f["shard"])
   for s, name in enumerate(release.SPLITS):
     with files.atomic_open(os.path.join(corpus_dir, f"{name}.jsonl")) as out:
       for frag in fragments:
-        if frag["split"] == s:
-          with open(frag["path"], encoding="utf-8") as f:
-            shutil.copyfileobj(f, out, 1 << 20)
-  by_split_style = {s: collections.Counter() for s in release.SPLITS}
-  parts = collections.defaultdict(list)
+        with open(frag["paths"][s], encoding="utf-8") as f:
+          shutil.copyfileobj(f, out, 1 << 20)
+  tally = release.CorpusTally()
   for frag in fragments:
-    by_split_style[release.SPLITS[frag["split"]]].update(frag["styles"])
-    for key, ids in frag["supports"].items():
-      parts[key].append(ids)
-  ids = np.concatenate([f["ids"] for f in fragments])
-  w = np.concatenate([f["words"] for f in fragments])[np.argsort(ids)]
-  stats = {
-      "by_split_style": {s: dict(sorted(c.items()))
-                         for s, c in by_split_style.items()},
-      "dedup": dedup,
-      "words_per_document": {"min": int(w.min()),
-                             "median": float(np.median(w)),
-                             "max": int(w.max()),
-                             "mean": round(float(w.mean()), 3)},
-  }
-  supports = {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+    tally.merge(frag["tally"])
+  supports, stats = tally.result(n_slots, int(removed.size))
   with files.atomic_open(os.path.join(scratch, _RESULT), "wb") as f:
     pickle.dump({"supports": supports, "stats": stats}, f,
                 protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def corpus_pipeline(pipeline: beam.Pipeline, config: release.ReleaseConfig,
-                    corpus_dir: str, scratch: str,
-                    shard_docs: int = SHARD_DOCS) -> None:
+                    n_shards: int, n_slots: int, corpus_dir: str,
+                    scratch: str, partitions: int = PARTITIONS) -> None:
   """Adds the corpus transforms to `pipeline` (writes under the two dirs)."""
   gen = (pipeline
-         | "Config" >> beam.Create([None])
-         | "Generate" >> beam.ParDo(_Generate(config, shard_docs))
-         .with_output_types(Tuple[Tuple[int, int], Any])
-         .with_outputs(_Generate.DEDUP, main="docs"))
-  fragments = (gen.docs
-               | "ByShard" >> beam.GroupByKey()
-               | "WriteFragment" >> beam.Map(_write_fragment, scratch)
+         | "Shards" >> beam.Create(list(range(n_shards)))
+         | "Spread" >> beam.Reshuffle()
+         | "Generate" >> beam.ParDo(_GenerateShard(config, scratch,
+                                                   partitions))
+         .with_outputs(_GenerateShard.DONE, main="entries"))
+  removed = (gen.entries
+             | "ByKeyRange" >> beam.GroupByKey()
+             | "FindRemoved" >> beam.Map(_find_removed, scratch)
+             | "AllRemoved" >> beam.combiners.ToList()
+             | "Union" >> beam.Map(_union))
+  removed_side = beam.pvalue.AsSingleton(removed)
+  fragments = (gen[_GenerateShard.DONE]
+               | "SpreadWrites" >> beam.Reshuffle()
+               | "WriteShard" >> beam.Map(_write_shard, removed_side,
+                                          config.seed, scratch)
                | "AllFragments" >> beam.combiners.ToList())
   _ = (fragments
-       | "Finalize" >> beam.Map(
-           _finalize, beam.pvalue.AsSingleton(gen[_Generate.DEDUP]),
-           corpus_dir, scratch))
+       | "Finalize" >> beam.Map(_finalize, removed_side, n_slots,
+                                corpus_dir, scratch))
 
 
 def check_runner(runner: str) -> None:
@@ -230,21 +221,17 @@ def _runner(name: str):
   return None
 
 
-def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str, *,
-                    runner: str = "DirectRunner",
+def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str,
+                    *, runner: str = "DirectRunner",
                     pipeline_args: Sequence[str] = (),
-                    shard_docs: int = SHARD_DOCS) -> tuple[dict, dict]:
-  """Drop-in for `release._generate_corpus`: (supports, stats), via Beam.
+                    partitions: int = PARTITIONS) -> tuple[dict, dict]:
+  """`release.generate_corpus` on Beam: a `release.CorpusStage`.
 
-  `world` is rebuilt on the worker from `config` (it is a pure function of
-  it); the argument is only checked against that.
+  `world` must be `release.make_world(config)` (workers rebuild it from
+  `config`); it sizes the shard list.
   """
   check_runner(runner)
-  _validate.positive("shard_docs", shard_docs)
-  if world is not None:
-    _validate.check(
-        len(world.creatures) == len(release.make_world(config).creatures),
-        "world does not belong to config.")
+  _validate.positive("partitions", partitions)
   scratch = os.path.join(os.path.dirname(os.path.abspath(corpus_dir)),
                          _SCRATCH)
   os.makedirs(scratch, exist_ok=True)
@@ -252,29 +239,14 @@ def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str, *,
   try:
     options = PipelineOptions(list(pipeline_args), runner=runner)
     with beam.Pipeline(runner=_runner(runner), options=options) as p:
-      corpus_pipeline(p, config, os.path.abspath(corpus_dir), scratch,
-                      shard_docs)
+      corpus_pipeline(p, config, release.num_shards(config, world),
+                      release.num_slots(config, world),
+                      os.path.abspath(corpus_dir), scratch, partitions)
     with open(os.path.join(scratch, _RESULT), "rb") as f:
       result = pickle.load(f)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
   return result["supports"], result["stats"]
-
-
-_SWAP = threading.Lock()
-
-
-@contextlib.contextmanager
-def _corpus_stage(fn):
-  """Routes `release`'s corpus stage to `fn` for the duration (one build at
-  a time in this process; `release` has no injection point)."""
-  with _SWAP:
-    original = release._generate_corpus  # pylint: disable=protected-access
-    release._generate_corpus = fn  # pylint: disable=protected-access
-    try:
-      yield
-    finally:
-      release._generate_corpus = original  # pylint: disable=protected-access
 
 
 def parse_pipeline_args(text: Optional[str]) -> list[str]:
@@ -285,32 +257,33 @@ def parse_pipeline_args(text: Optional[str]) -> list[str]:
     raise _validate.CbenchError(f"--beam_options: {e}") from e
 
 
+def _stage(runner: str, pipeline_args: Sequence[str], partitions: int):
+  check_runner(runner)
+  return functools.partial(generate_corpus, runner=runner,
+                           pipeline_args=tuple(pipeline_args),
+                           partitions=partitions)
+
+
 def build_release(config: release.ReleaseConfig, out_dir: str,
                   overwrite: bool = False, *, runner: str = "DirectRunner",
                   pipeline_args: Sequence[str] = (),
-                  shard_docs: int = SHARD_DOCS) -> dict:
+                  partitions: int = PARTITIONS) -> dict:
   """`release.build_release` with the corpus stage on Beam; its manifest.
 
   Raises:
     CbenchError: an unknown runner, or what `release.build_release` raises.
   """
-  check_runner(runner)
-  fn = functools.partial(generate_corpus, runner=runner,
-                         pipeline_args=tuple(pipeline_args),
-                         shard_docs=shard_docs)
-  with _corpus_stage(fn):
-    return release.build_release(config, out_dir, overwrite)
+  return release.build_release(
+      config, out_dir, overwrite,
+      corpus_stage=_stage(runner, pipeline_args, partitions))
 
 
 def build_public_world(out_dir: str, overwrite: bool = False,
                        track: str = "geminon", *,
                        runner: str = "DirectRunner",
                        pipeline_args: Sequence[str] = (),
-                       shard_docs: int = SHARD_DOCS) -> dict:
+                       partitions: int = PARTITIONS) -> dict:
   """`release.build_public_world` with the corpus stage on Beam."""
-  check_runner(runner)
-  fn = functools.partial(generate_corpus, runner=runner,
-                         pipeline_args=tuple(pipeline_args),
-                         shard_docs=shard_docs)
-  with _corpus_stage(fn):
-    return release.build_public_world(out_dir, overwrite, track=track)
+  return release.build_public_world(
+      out_dir, overwrite, track=track,
+      corpus_stage=_stage(runner, pipeline_args, partitions))

@@ -1,11 +1,13 @@
 """The Beam corpus pipeline (DirectRunner) gives the single-process release
-byte for byte: every file, the manifest, the TFDS export."""
+byte for byte: every file, the manifest, the TFDS export; every shard is
+generated on its own."""
 
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 beam = pytest.importorskip(
@@ -14,6 +16,7 @@ beam = pytest.importorskip(
 
 from cbench._validate import CbenchError  # pylint: disable=g-import-not-at-top
 from cbench.corpus import beam_pipeline  # pylint: disable=g-import-not-at-top
+from cbench.corpus import dedup  # pylint: disable=g-import-not-at-top
 from cbench.corpus import release  # pylint: disable=g-import-not-at-top
 from cbench.io import files  # pylint: disable=g-import-not-at-top
 
@@ -33,19 +36,30 @@ def test_direct_runner_release_is_byte_identical(demo_release_dir, tmp_path,
   config = release.make_config("geminon", "2026q4", "demo")
   out = str(tmp_path / "beam")
   log = str(tmp_path / "shards.txt")
-  write = beam_pipeline._write_fragment  # pylint: disable=protected-access
+  generate = release.generate_shard
+  write = beam_pipeline._write_shard  # pylint: disable=protected-access
 
-  def spy(item, scratch):  # Beam pickles it by value: log to a file.
+  def spy_generate(config, world, shard):  # Beam pickles by value: a file.
     with open(log, "a") as f:
-      f.write(f"{item[0][0]} {item[0][1]}\n")
-    return write(item, scratch)
+      f.write(f"generate {shard}\n")
+    return generate(config, world, shard)
 
-  monkeypatch.setattr(beam_pipeline, "_write_fragment", spy)
-  # Small shards: 11 doc-id ranges, each split into train/val/test parts.
-  manifest = beam_pipeline.build_release(config, out, shard_docs=500)
+  def spy_write(shard, removed, seed, scratch):
+    with open(log, "a") as f:
+      f.write(f"write {shard}\n")
+    return write(shard, removed, seed, scratch)
+
+  monkeypatch.setattr(release, "generate_shard", spy_generate)
+  monkeypatch.setattr(beam_pipeline, "_write_shard", spy_write)
+  # 3 key ranges instead of 16: the grouping's partitioning is free too.
+  manifest = beam_pipeline.build_release(config, out, partitions=3)
   with open(log) as f:
-    shards = sorted(tuple(map(int, l.split())) for l in f)
-  assert shards == [(s, k) for s in range(3) for k in range(11)]
+    calls = sorted(f.read().split("\n")[:-1])
+  n = manifest["documents"]["shards"]
+  assert n >= 3
+  # Every shard generated and written exactly once, each on its own.
+  assert calls == sorted([f"generate {k}" for k in range(n)]
+                         + [f"write {k}" for k in range(n)])
   single = _tree(demo_release_dir)
   beamed = _tree(out)
   assert sorted(beamed) == sorted(single)
@@ -56,8 +70,28 @@ def test_direct_runner_release_is_byte_identical(demo_release_dir, tmp_path,
   assert manifest["documents"]["total"] >= 5000
   assert not any(".beam" in k for k in beamed)  # Scratch removed.
   release.load_release(out).verify()
-  # The corpus stage is restored for later single-process builds.
-  assert release._generate_corpus.__module__ == release.__name__  # pylint: disable=protected-access
+
+
+def test_find_removed_reads_signatures_back(tmp_path):
+  """A key range's removals, judged from the sig-K.npy files of two shards,
+  match the streaming index over the same signatures."""
+  rng = np.random.default_rng(0)
+  s = release.SHARD_DOCS
+  sigs = rng.integers(0, 2**32, (s + 10, 128), dtype=np.uint32)
+  sigs[s + 3] = sigs[5]  # Exact copy across shards.
+  sigs[s + 7] = sigs[s + 3]
+  sigs[s + 7, :10] ^= 1  # Near copy (118/128) of a removed document.
+  for k in range(2):
+    np.save(beam_pipeline._sig_path(str(tmp_path), k),  # pylint: disable=protected-access
+            sigs[k * s:(k + 1) * s])
+  keys = dedup.band_keys(sigs).ravel()
+  idx = np.repeat(np.arange(len(sigs)), dedup.BANDS)
+  got = beam_pipeline._find_removed(  # pylint: disable=protected-access
+      (0, [(keys[:5000], idx[:5000]), (keys[5000:], idx[5000:])]),
+      str(tmp_path))
+  assert got.tolist() == [s + 3, s + 7]
+  index = dedup.NearDuplicateIndex()
+  assert np.flatnonzero(index.add(0, sigs)).tolist() == got.tolist()
 
 
 def test_unknown_runner_is_named(tmp_path):

@@ -12,14 +12,27 @@ Layout written by `build_release` / `build_public_world` under DIR:
   README.md                       the datasheet
 
 Determinism: the seed is derived from the release id by SHA-256; every random
-choice comes from `np.random.Generator`s seeded by (seed, stream); JSON is
-written with sorted keys. The same arguments give byte-identical files
-(TFDS files included; see `tfds_export`).
+choice comes from `np.random.Generator`s seeded by (seed, stream) or from
+keyed hashes of (seed, document id); JSON is written with sorted keys. The
+same arguments give byte-identical files (TFDS files included; see
+`tfds_export`).
 
-Memory: documents are rendered, deduplicated and written one at a time; what
-stays in RAM is the world, the MinHash LSH index (see `dedup`), the style
-sequence (one int8 per document) and the support lists (one int32 per
-train-document fact mention: about 1.5M at `small`).
+Generation (generator `geminon-1.1`) is sharded: document slot i belongs to
+shard i // SHARD_DOCS, and a shard is a pure function of (seed, shard)
+(`generate_shard`: its own generator and balanced decks). Near-duplicate
+removal (`dedup`: slot i is dropped iff an earlier slot is an LSH candidate
+with estimated Jaccard >= 0.8; nothing is re-rendered), the split of a slot
+(`assign_splits`: keyed hash of (seed, id)) and the support lists (from
+provenance, in id order) do not depend on the order in which shards are
+processed. So the corpus can be built by streaming the shards here
+(`generate_corpus`) or in parallel on Apache Beam
+(`cbench.corpus.beam_pipeline`), with byte-identical output. Document ids
+are slot numbers: ascending, with gaps where dedup removed a document.
+
+Memory: one shard of documents at a time; what stays in RAM is the world, the
+style of every slot (int16), the near-duplicate index (signatures and band
+keys, ~660 B per slot, see `dedup`; no texts) and the support lists (one
+int32 per train-document fact mention: about 1.5M at `small`).
 
 Privacy unit: one document. Sensitive creatures appear only in the
 `lab_dossier` style, in `dossiers_per_sensitive` documents each.
@@ -31,11 +44,12 @@ import array
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import shutil
 import tempfile
-from typing import Iterator, Mapping, Optional
+from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -49,13 +63,17 @@ from cbench.corpus import tfds_export
 from cbench.corpus import world as world_lib
 from cbench.io import files
 
-GENERATOR_VERSION = "geminon-1.0"
+# 1.1: sharded generation (per-shard streams and decks), order-independent
+# dedup without re-rendering, splits by keyed hash of the slot id.
+GENERATOR_VERSION = "geminon-1.1"
 TRACKS = ("geminon", "news")
 IMPLEMENTED_TRACKS = ("geminon",)
 SPLITS = ("train", "val", "test")
-# Of every block of 20 kept documents: 18 train, 1 val, 1 test (90/5/5).
+# Of every block of 20 slots: 18 train, 1 val, 1 test (90/5/5).
 _SPLIT_BLOCK = (0,) * 18 + (1, 2)
-_MAX_ATTEMPTS = 50  # Re-renders of one slot when dedup rejects a document.
+# Document slots per generation shard. Part of the generator: changing it
+# changes every release (bump GENERATOR_VERSION).
+SHARD_DOCS = 2000
 PUBLIC_RELEASE_ID = "public"
 
 _MIX_SMALL = (("comparison", 0.40), ("trainer_notes", 0.10),
@@ -73,7 +91,8 @@ class SizeSpec:
   Attributes:
     lines_per_length: evolution lines of each length (1, 2 and 3 stages).
     sensitive_lines_per_length: of those, sensitive lines per length.
-    public_docs: public-style documents kept after dedup.
+    public_docs: public-style document slots (before dedup, which removes
+      well under 1%).
     style_mix: (style, fraction) of the public documents.
     min_support: public questions with fewer train supports are dropped.
     dossiers_per_sensitive: lab dossiers per sensitive creature.
@@ -178,68 +197,189 @@ def _style_counts(total: int, mix) -> dict[str, int]:
   return counts
 
 
-def _generate_corpus(config: ReleaseConfig, world: world_lib.World,
-                     corpus_dir: str) -> tuple[dict, dict]:
-  """Renders, dedups, splits and writes the corpus; returns (supports, stats).
+def num_slots(config: ReleaseConfig, world: world_lib.World) -> int:
+  """Document slots before dedup: public documents + lab dossiers."""
+  spec = config.spec
+  return spec.public_docs + spec.dossiers_per_sensitive * len(world.sensitive)
 
-  supports: {(creature, feature): array of train-document ids (ascending)}.
+
+def num_shards(config: ReleaseConfig, world: world_lib.World) -> int:
+  """Generation shards: slots [k*SHARD_DOCS, (k+1)*SHARD_DOCS) each."""
+  return -(-num_slots(config, world) // SHARD_DOCS)
+
+
+@functools.lru_cache(maxsize=8)
+def _style_codes(config: ReleaseConfig, n_sensitive: int) -> np.ndarray:
+  """The style of every slot (read-only int16 [num_slots]).
+
+  Code c < len(PUBLIC_STYLES) is that public style; code len + j is a lab
+  dossier about sensitive creature j. Exact style counts (largest
+  remainder), then one permutation from the stream (seed, 2): a pure
+  function of the config, O(slots) (a few ms per million slots), recomputed
+  by whichever worker needs it.
   """
   spec = config.spec
-  renderer = render_lib.Renderer(world, np.random.default_rng([config.seed, 1]))
-  order_rng = np.random.default_rng([config.seed, 2])
-  split_rng = np.random.default_rng([config.seed, 3])
   counts = _style_counts(spec.public_docs, spec.style_mix)
-  styles = list(render_lib.PUBLIC_STYLES)
+  styles = render_lib.PUBLIC_STYLES
   codes = np.concatenate(
       [np.full(counts.get(s, 0), i, np.int16) for i, s in enumerate(styles)]
       + [np.full(spec.dossiers_per_sensitive, len(styles) + j, np.int16)
-         for j in range(len(world.sensitive))])
-  codes = codes[order_rng.permutation(len(codes))]
+         for j in range(n_sensitive)])
+  codes = codes[np.random.default_rng([config.seed, 2]).permutation(
+      len(codes))]
+  codes.flags.writeable = False
+  return codes
+
+
+def generate_shard(config: ReleaseConfig, world: world_lib.World,
+                   shard: int) -> list[dict]:
+  """The documents of slots [shard*SHARD_DOCS, ...), before dedup.
+
+  A pure function of (config, shard): its own `render.Renderer` (own decks)
+  on the generator seeded by (seed, 1, shard), so shards can be generated
+  by different workers in any order. Each document is {"id" (= slot),
+  "text", "style", "facts"}.
+
+  Raises:
+    ValueError if `shard` is out of range.
+  """
+  n = num_shards(config, world)
+  if not 0 <= shard < n:
+    raise ValueError(f"shard {shard} not in [0, {n}).")
+  codes = _style_codes(config, len(world.sensitive))
+  lo = shard * SHARD_DOCS
+  hi = min(lo + SHARD_DOCS, len(codes))
+  renderer = render_lib.Renderer(
+      world, np.random.default_rng([config.seed, 1, shard]))
+  styles = render_lib.PUBLIC_STYLES
   sensitive = world.sensitive
-  filt = dedup_lib.NearDuplicateFilter(seed=1)
-  supports: dict = collections.defaultdict(lambda: array.array("i"))
-  by_split_style = {s: collections.Counter() for s in SPLITS}
-  words = array.array("i")
-  block: list[int] = []
+  out = []
+  for doc_id, code in enumerate(codes[lo:hi].tolist(), lo):
+    if code < len(styles):
+      doc = renderer.render(styles[code])
+    else:
+      doc = renderer.render_sensitive(sensitive[code - len(styles)])
+    doc["id"] = doc_id
+    out.append(doc)
+  return out
+
+
+def assign_splits(seed: int, ids) -> np.ndarray:
+  """Split index (0 train, 1 val, 2 test) of each document id: int8 [n].
+
+  Slots come in blocks of 20 (ids 20b .. 20b+19); within a block the slots
+  are ranked by a keyed hash of (seed, id) and ranks 0-17 are train, 18 val,
+  19 test: exactly 90/5/5 of the slots, seeded, a pure function of the id
+  (dedup then removes a few documents from whichever split they fell in).
+  """
+  ids = np.asarray(ids, np.int64)
+  if not ids.size:
+    return np.zeros(0, np.int8)
+  n = len(_SPLIT_BLOCK)
+  blocks, inv = np.unique(ids // n, return_inverse=True)
+  members = (blocks[:, None] * n + np.arange(n)).astype(np.uint64)
+  salt = dedup_lib.mix64(np.array([seed ^ 0x5EED_0003], np.uint64))
+  key = dedup_lib.mix64(members ^ salt)
+  rank = np.argsort(np.argsort(key, axis=1, kind="stable"), axis=1,
+                    kind="stable")
+  table = np.asarray(_SPLIT_BLOCK, np.int8)
+  return table[rank[inv.ravel(), ids % n]]
+
+
+class CorpusTally:
+  """Counts of written documents: styles per split, words, train supports.
+
+  Documents must be added (and tallies merged) in ascending id order, so
+  support lists stay sorted. Picklable (Beam moves it between workers).
+  """
+
+  def __init__(self):
+    self.by_split_style = {s: collections.Counter() for s in SPLITS}
+    self.words = array.array("i")
+    self.supports: dict = {}
+
+  def add(self, doc: dict, split: int) -> None:
+    self.by_split_style[SPLITS[split]][doc["style"]] += 1
+    self.words.append(len(doc["text"].split()))
+    if split == 0:
+      for name, feature in doc["facts"]:
+        key = (name, feature)
+        ids = self.supports.get(key)
+        if ids is None:
+          ids = self.supports[key] = array.array("i")
+        ids.append(doc["id"])
+
+  def merge(self, other: "CorpusTally") -> None:
+    """Appends `other`, whose documents all come after this one's."""
+    for s in SPLITS:
+      self.by_split_style[s].update(other.by_split_style[s])
+    self.words.extend(other.words)
+    for key, ids in other.supports.items():
+      mine = self.supports.get(key)
+      if mine is None:
+        self.supports[key] = array.array("i", ids)
+      else:
+        mine.extend(ids)
+
+  def result(self, generated: int, removed: int) -> tuple[dict, dict]:
+    """(supports, stats) as `_build_into` takes them."""
+    w = np.frombuffer(self.words, dtype=np.int32)
+    stats = {
+        "by_split_style": {s: dict(sorted(c.items()))
+                           for s, c in self.by_split_style.items()},
+        "dedup": {"generated": int(generated), "removed": int(removed),
+                  "removed_fraction": round(removed / generated, 6)
+                                      if generated else 0.0,
+                  "threshold": dedup_lib.THRESHOLD,
+                  "num_perm": dedup_lib.NUM_PERM,
+                  "shingle_words": dedup_lib.SHINGLE,
+                  "bands": dedup_lib.BANDS, "rows": dedup_lib.ROWS,
+                  "rule": "removed iff an earlier document is an LSH "
+                          "candidate with estimated Jaccard >= threshold"},
+        "words_per_document": {"min": int(w.min()),
+                               "median": float(np.median(w)),
+                               "max": int(w.max()),
+                               "mean": round(float(w.mean()), 3)},
+    }
+    return self.supports, stats
+
+
+def write_documents(docs: list[dict], removed: np.ndarray, seed: int,
+                    handles, tally: CorpusTally) -> None:
+  """Writes the kept `docs` (ascending ids) to handles[split]; tallies."""
+  splits = assign_splits(seed, [d["id"] for d in docs]).tolist()
+  for doc, split, gone in zip(docs, splits, np.asarray(removed).tolist()):
+    if not gone:
+      handles[split].write(files.dumps_record(doc) + "\n")
+      tally.add(doc, split)
+
+
+# (config, world, corpus_dir) -> (supports, stats); see `generate_corpus`.
+CorpusStage = Callable[[ReleaseConfig, world_lib.World, str],
+                       tuple[dict, dict]]
+
+
+def generate_corpus(config: ReleaseConfig, world: world_lib.World,
+                    corpus_dir: str) -> tuple[dict, dict]:
+  """The single-process corpus stage: writes corpus/{split}.jsonl.
+
+  Streams the shards in order: generate, MinHash signatures, near-duplicate
+  check against every earlier slot (`dedup.NearDuplicateIndex`), split,
+  write. Returns (supports, stats); supports = {(creature, feature): train
+  document ids, ascending}. `beam_pipeline.generate_corpus` is the same
+  stage on Beam, byte for byte.
+  """
+  index = dedup_lib.NearDuplicateIndex()
+  tally = CorpusTally()
   paths = [os.path.join(corpus_dir, f"{s}.jsonl") for s in SPLITS]
   with contextlib.ExitStack() as stack:
     handles = [stack.enter_context(files.atomic_open(p)) for p in paths]
-    for doc_id, code in enumerate(codes.tolist()):
-      for _ in range(_MAX_ATTEMPTS):
-        if code < len(styles):
-          doc = renderer.render(styles[code])
-        else:
-          doc = renderer.render_sensitive(sensitive[code - len(styles)])
-        if filt.add(doc_id, doc["text"]):
-          break
-      else:
-        raise RuntimeError(f"Could not render a non-duplicate document for "
-                           f"slot {doc_id} ({doc['style']}).")
-      if not block:
-        block = split_rng.permutation(np.array(_SPLIT_BLOCK)).tolist()
-      split = block.pop()
-      doc["id"] = doc_id
-      handles[split].write(files.dumps_record(doc) + "\n")
-      by_split_style[SPLITS[split]][doc["style"]] += 1
-      words.append(len(doc["text"].split()))
-      if split == 0:
-        for name, feature in doc["facts"]:
-          supports[(name, feature)].append(doc_id)
-  w = np.frombuffer(words, dtype=np.int32)
-  stats = {
-      "by_split_style": {s: dict(sorted(c.items()))
-                         for s, c in by_split_style.items()},
-      "dedup": {"generated": filt.seen, "removed": filt.removed,
-                "removed_fraction": round(filt.removed_fraction, 6),
-                "threshold": dedup_lib.THRESHOLD,
-                "num_perm": dedup_lib.NUM_PERM,
-                "shingle_words": dedup_lib.SHINGLE},
-      "words_per_document": {"min": int(w.min()),
-                             "median": float(np.median(w)),
-                             "max": int(w.max()),
-                             "mean": round(float(w.mean()), 3)},
-  }
-  return supports, stats
+    for k in range(num_shards(config, world)):
+      docs = generate_shard(config, world, k)
+      removed = index.add(k * SHARD_DOCS, dedup_lib.signatures(
+          [d["text"] for d in docs]))
+      write_documents(docs, removed, config.seed, handles, tally)
+  return tally.result(index.seen, index.removed)
 
 
 def _summary(records) -> Optional[dict]:
@@ -271,11 +411,15 @@ def _write_readme(path: str, config: ReleaseConfig, m: dict) -> None:
       f"{', '.join(sorted(docs['by_style']))}; each document lists the "
       "(creature, feature) facts it states, each verifiably present in its "
       "text.",
+      "- Generated in shards of {m['documents']['shard_docs']} document "
+      "slots, each from its own random stream, so shards build in "
+      "parallel (the Beam path gives the same bytes).",
       "- Near-duplicates removed with MinHash LSH (Jaccard 0.8, 5-word "
-      f"shingles, 128 permutations): removed fraction "
-      f"{m['dedup']['removed_fraction']}.",
-      "- Split 90/5/5 into train/val/test (seeded). QA supports are train "
-      "documents only.",
+      "shingles, 128 permutations, 9 bands of 13): a document is dropped "
+      "if an earlier one is an LSH candidate with estimated Jaccard >= "
+      f"0.8; removed fraction {m['dedup']['removed_fraction']}.",
+      "- Split 90/5/5 into train/val/test (seeded hash of the document "
+      "id). QA supports are train documents only.",
       "",
       "## Sizes",
       "| split | documents |", "|---|---|",
@@ -327,7 +471,7 @@ def _hash_tree(root: str, skip: tuple[str, ...] = ("manifest.json",)
 
 
 def _build(config: ReleaseConfig, out_dir: str, overwrite: bool,
-           include_train: bool) -> dict:
+           include_train: bool, corpus_stage: Optional[CorpusStage]) -> dict:
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(out_dir) and not overwrite:
     raise CbenchError(f"--out={out_dir} already exists; pass --overwrite to "
@@ -337,7 +481,8 @@ def _build(config: ReleaseConfig, out_dir: str, overwrite: bool,
   tmp = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(out_dir) +
                          ".tmp-")
   try:
-    manifest = _build_into(config, tmp, include_train)
+    manifest = _build_into(config, tmp, include_train,
+                           corpus_stage or generate_corpus)
     if os.path.exists(out_dir):
       if not overwrite:
         raise CbenchError(f"--out={out_dir} appeared during the build.")
@@ -354,12 +499,11 @@ def _build(config: ReleaseConfig, out_dir: str, overwrite: bool,
   return manifest
 
 
-def _build_into(config: ReleaseConfig, root: str, include_train: bool
-                ) -> dict:
+def _build_into(config: ReleaseConfig, root: str, include_train: bool,
+                corpus_stage: CorpusStage) -> dict:
   spec = config.spec
   world = make_world(config)
-  supports, gen = _generate_corpus(config, world,
-                                   os.path.join(root, "corpus"))
+  supports, gen = corpus_stage(config, world, os.path.join(root, "corpus"))
   qa_sets, qa_stats = qa_lib.build_qa(
       world, supports, config.min_support,
       np.random.default_rng([config.seed, 4]), include_train=include_train)
@@ -394,6 +538,8 @@ def _build_into(config: ReleaseConfig, root: str, include_train: bool
           "words_per_document": gen["words_per_document"],
           "style_mix": dict(sorted(spec.style_mix)),
           "dossiers_per_sensitive_creature": spec.dossiers_per_sensitive,
+          "shard_docs": SHARD_DOCS,
+          "shards": num_shards(config, world),
       },
       "dedup": gen["dedup"],
       "questions": qa_stats["questions"],
@@ -421,31 +567,43 @@ def _rounded(d: Mapping[str, float]) -> dict[str, float]:
 
 
 def build_release(config: ReleaseConfig, out_dir: str,
-                  overwrite: bool = False) -> dict:
+                  overwrite: bool = False, *,
+                  corpus_stage: Optional[CorpusStage] = None) -> dict:
   """Builds a release into `out_dir`; returns its manifest.
 
   The release is built in a temporary sibling directory and renamed into
   place at the end, so a failure never leaves a partial release or destroys
   an existing one.
 
+  Args:
+    config: from `make_config`.
+    out_dir: the release directory.
+    overwrite: replace an existing `out_dir`.
+    corpus_stage: writes corpus/{split}.jsonl and returns (supports, stats)
+      (default `generate_corpus`, in this process; `beam_pipeline` passes
+      its Beam stage). Must give the same bytes as the default.
+
   Raises:
     CbenchError if `out_dir` exists and not `overwrite`.
   """
   if config.release_id == PUBLIC_RELEASE_ID:
     raise CbenchError("Use build_public_world for the public world.")
-  return _build(config, out_dir, overwrite, include_train=False)
+  return _build(config, out_dir, overwrite, include_train=False,
+                corpus_stage=corpus_stage)
 
 
 def build_public_world(out_dir: str, overwrite: bool = False,
-                       track: str = "geminon") -> dict:
+                       track: str = "geminon", *,
+                       corpus_stage: Optional[CorpusStage] = None) -> dict:
   """Builds the public world (fixed seed, name slot 0) into `out_dir`.
 
   Same layout as a release, plus `qa/public_train.jsonl` with every question
   about every public-world creature (none dropped). Base models may be
   pretrained on its documents and QA; few-shot exemplars come from it.
+  `corpus_stage` as in `build_release`.
   """
   return _build(public_world_config(track), out_dir, overwrite,
-                include_train=True)
+                include_train=True, corpus_stage=corpus_stage)
 
 
 @dataclasses.dataclass(frozen=True)

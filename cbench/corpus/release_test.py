@@ -2,15 +2,19 @@
 
 import collections
 import filecmp
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.corpus import dedup
 from cbench.corpus import names
 from cbench.corpus import qa
 from cbench.corpus import release
@@ -259,6 +263,75 @@ def test_overwrite_replaces(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["r"]
 
 
+def test_demo_is_generated_in_several_shards(built):
+  m = built["a"].manifest
+  assert m["generator_version"] == "geminon-1.1"
+  assert m["documents"]["shard_docs"] == release.SHARD_DOCS
+  assert m["documents"]["shards"] >= 3
+  assert m["dedup"]["generated"] == 5400 + 6 * 4
+  assert (m["documents"]["total"] + m["dedup"]["removed"] ==
+          m["dedup"]["generated"])
+  ids = sorted(d["id"] for d in _docs(built["a"]))
+  assert ids[-1] >= 2 * release.SHARD_DOCS  # Ids are slots, across shards.
+
+
+def _corpus_bytes(rel):
+  out = []
+  for s in release.SPLITS:
+    with open(rel.corpus_path(s), "rb") as f:
+      out.append(f.read())
+  return out
+
+
+def test_shards_in_any_order_give_the_same_corpus(built, tmp_path):
+  """The corpus rebuilt shard by shard in REVERSED order, with the removal
+  rule judged on all band keys at once (as Beam does), equals the
+  single-process (streaming, in order) files byte for byte."""
+  config = release.make_config("geminon", RELEASE, "demo")
+  world = release.make_world(config)
+  n = release.num_shards(config, world)
+  shards = {k: release.generate_shard(config, world, k)
+            for k in reversed(range(n))}
+  assert [d["id"] for k in range(n) for d in shards[k]] == list(
+      range(release.num_slots(config, world)))
+  again = release.generate_shard(config, world, 1)
+  assert again == shards[1]  # No state carried between shards.
+  assert release.generate_shard(config, world, 0) != shards[1]
+  sigs = {k: dedup.signatures([d["text"] for d in shards[k]])
+          for k in shards}
+  all_sigs = np.concatenate([sigs[k] for k in range(n)])
+  keys = np.concatenate([dedup.band_keys(sigs[k]).ravel() for k in shards])
+  idx = np.concatenate([np.repeat([d["id"] for d in shards[k]], dedup.BANDS)
+                        for k in shards])
+  removed = dedup.removed_in_group(keys, idx, lambda i: all_sigs[i])
+  tally = release.CorpusTally()
+  outs = [io.StringIO() for _ in release.SPLITS]
+  for k in range(n):
+    gone = np.isin([d["id"] for d in shards[k]], removed)
+    release.write_documents(shards[k], gone, config.seed, outs, tally)
+  assert [o.getvalue().encode() for o in outs] == _corpus_bytes(built["a"])
+  supports, stats = tally.result(len(all_sigs), removed.size)
+  by_split = built["a"].manifest["documents"]["by_split_style"]
+  assert stats["by_split_style"] == by_split
+  pub = built["a"].qa("public_val")[0]
+  assert list(supports[(pub["creature"], pub["feature"])]) == pub["supports"]
+  with pytest.raises(ValueError, match="shard"):
+    release.generate_shard(config, world, n)
+
+
+def test_splits_are_exact_per_block_seeded_and_per_id():
+  ids = np.arange(4000)
+  a = release.assign_splits(7, ids)
+  blocks = a.reshape(-1, 20)
+  assert (np.sort(blocks, axis=1) == np.array([0] * 18 + [1, 2])).all()
+  # A pure function of (seed, id): any subset, any order.
+  sub = np.random.default_rng(0).permutation(ids)[:333]
+  np.testing.assert_array_equal(release.assign_splits(7, sub), a[sub])
+  b = release.assign_splits(8, ids)
+  assert (a != b).mean() > 0.05  # Another seed, other splits.
+  assert release.assign_splits(7, []).size == 0
+
+
 @pytest.mark.parametrize("kwargs,flag", [
     (dict(track="geminon", release_id="2026q5", size="demo"), "--release"),
     (dict(track="geminon", release_id="26q4", size="demo"), "--release"),
@@ -290,7 +363,12 @@ def test_seed_is_derived_from_release_id():
 @pytest.mark.slow
 def test_small_release_supports(tmp_path):
   config = release.make_config("geminon", RELEASE, "small")
+  start = time.perf_counter()
   m = release.build_release(config, str(tmp_path / "small"))
+  wall = time.perf_counter() - start
+  print(f"small: {m['documents']['total']} documents in {wall:.1f} s, "
+        f"{m['documents']['shards']} shards, support "
+        f"{ {k: (v['min'], v['median']) for k, v in m['support'].items()} }")
   rel = release.load_release(str(tmp_path / "small"))
   assert 195_000 <= m["documents"]["total"] <= 205_000
   assert m["world"] == dict(m["world"], creatures=600, public=480,

@@ -21,6 +21,9 @@ text by `qa.answer_in_text`; so every claimed fact is checkably present.
 Balance: creatures, lines and features are dealt from shuffled decks (per
 style, per creature), so every public fact gets about the same number of
 mentions; this is what gives every public question hundreds of supports.
+Decks belong to one `Renderer`: a release makes one Renderer per shard of
+document slots (`release.generate_shard`), so the balance is exact within a
+shard up to one partial deck pass, and shards stay independent.
 """
 
 from __future__ import annotations
