@@ -210,3 +210,74 @@ def test_llama_has_no_embedding_scale():
       {"params": p}, tokens, np.ones((1, 3), bool), method="mean_hidden"))(
           scaled)
   np.testing.assert_allclose(h_llama, h_cb, atol=1e-4, rtol=1e-4)
+
+
+def _to_gemma_layout(params, config, fused_qkv=False):
+  """cbench params -> DeepMind gemma's tree (the inverse mapping)."""
+  t = {"embedder": {"input_embedding": params["embed"]["embedding"]},
+       "final_norm": params["final_norm"]}
+  for i in range(config.num_layers):
+    b = params[f"blocks_{i}"]
+    a = b["attn"]
+    q, k, v = (np.asarray(a[n]["kernel"]).transpose(1, 0, 2)
+               for n in ("q", "k", "v"))
+    attn = {"attn_vec_einsum": {"w": a["o"]["kernel"]},
+            "_query_norm": a["q_norm"], "_key_norm": a["k_norm"]}
+    if fused_qkv:
+      attn["qkv_einsum"] = {"w": np.stack([q, k, v])}
+    else:
+      attn["q_einsum"] = {"w": q}
+      attn["kv_einsum"] = {"w": np.stack([k, v])}
+    t[f"layer_{i}"] = {
+        "attn": attn,
+        "mlp": {"gating_einsum": np.stack([
+            np.asarray(b["mlp"]["gate"]["kernel"]).T,
+            np.asarray(b["mlp"]["up"]["kernel"]).T]),
+                "linear": b["mlp"]["down"]["kernel"]},
+        "pre_attention_norm": b["attn_norm"],
+        "post_attention_norm": b["post_attn_norm"],
+        "pre_ffw_norm": b["mlp_norm"], "post_ffw_norm": b["post_mlp_norm"]}
+  t["vision_encoder"] = {"unused": np.zeros(3, np.float32)}
+  return t
+
+
+def test_load_orbax_checkpoints(tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from cbench.train import checkpoint  # pylint: disable=g-import-not-at-top
+  config = _config("gemma3")
+  params = _params(config)
+  flat = lambda p: jax.tree_util.tree_leaves_with_path(p)
+
+  def same(a, b):
+    assert [k for k, _ in flat(a)] == [k for k, _ in flat(b)]
+    for (_, x), (_, y) in zip(flat(a), flat(b)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(str(tmp_path / "gm"), {"transformer": _to_gemma_layout(
+      params, config)})
+  mha = _config("gemma3", num_kv_heads=4)  # fused qkv_einsum: heads == kv
+  mha_params = _params(mha, seed=3)
+  ckptr.save(str(tmp_path / "gm_fused"), _to_gemma_layout(
+      mha_params, mha, fused_qkv=True))
+  ckptr.wait_until_finished()
+  checkpoint.save_params(str(tmp_path / "cb"), params)
+  mesh = mesh_lib.make_mesh(data=2, fsdp=2, model=2)
+  for name in ("gm", "cb"):
+    same(gemma3.load_checkpoint(str(tmp_path / name), config), params)
+  same(gemma3.load_checkpoint(str(tmp_path / "gm_fused"), mha), mha_params)
+  sharded = gemma3.load_checkpoint(str(tmp_path / "cb"), config, mesh=mesh)
+  same(sharded, params)
+  up = sharded["blocks_0"]["mlp"]["up"]["kernel"]
+  assert up.addressable_shards[0].data.shape == (16, 24)
+  from_gm = gemma3.load_checkpoint(str(tmp_path / "gm"), config, mesh=mesh)
+  assert from_gm["blocks_0"]["mlp"]["up"]["kernel"].sharding == up.sharding
+  with pytest.raises(CbenchError, match="do not fit"):
+    gemma3.load_checkpoint(str(tmp_path / "gm"), config.replace(mlp_dim=40))
+  ckptr.save(str(tmp_path / "other"), {"weights": np.zeros(2, np.float32)})
+  ckptr.wait_until_finished()
+  with pytest.raises(CbenchError, match="unknown checkpoint layout"):
+    gemma3.load_checkpoint(str(tmp_path / "other"), config)
+  with pytest.raises(CbenchError, match="not found"):
+    gemma3.load_checkpoint(str(tmp_path / "missing"), config)
