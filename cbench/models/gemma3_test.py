@@ -281,3 +281,29 @@ def test_load_orbax_checkpoints(tmp_path):
     gemma3.load_checkpoint(str(tmp_path / "other"), config)
   with pytest.raises(CbenchError, match="not found"):
     gemma3.load_checkpoint(str(tmp_path / "missing"), config)
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "llama"])
+def test_ghost_clipping_equals_vmap(arch):
+  """DP fine-tuning's ghost norms see every parameterised op of the new
+  blocks (qk-norms on [B, T, heads, hd], post-norms)."""
+  from cbench.privacy import clipping  # pylint: disable=g-import-not-at-top
+  from cbench.privacy import ghost  # pylint: disable=g-import-not-at-top
+  config = _config(arch, num_layers=2, global_every=2)
+  params = jax.tree.map(lambda x: 0.3 * x, _params(config))
+  model = registry.make_model(config)
+  loss = ghost.GhostLoss(
+      model, lambda b: (b["tokens"],),
+      lambda out, b: tf.cross_entropy_loss(out, b["targets"], b["mask"])[0])
+  rng = np.random.default_rng(0)
+  tok = rng.integers(0, VOCAB, (3, 9)).astype(np.int32)
+  tok[0, 2] = tok[0, 5]
+  batch = {"tokens": tok[:, :-1], "targets": tok[:, 1:],
+           "mask": np.ones((3, 8), np.float32)}
+  pad = np.zeros(3, bool)
+  run = lambda method: jax.jit(lambda p: clipping.clipped_grad_sum(
+      loss, p, batch, pad, 0.5, method=method))(params)
+  (s_v, n_v), (s_g, n_g) = run("vmap"), run("ghost")
+  np.testing.assert_allclose(n_g, n_v, rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(s_v), jax.tree.leaves(s_g)):
+    np.testing.assert_allclose(b, a, atol=1e-5 * float(np.abs(a).max()) + 1e-7)
