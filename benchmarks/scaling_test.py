@@ -27,3 +27,5 @@ def test_beam_throughput_row():
   assert [r["path"] for r in rows] == ["single_process", "beam_direct_1w"]
   assert all(r["byte_identical"] and r["docs_per_s"] > 0 for r in rows)
   assert rows[0]["documents"] == rows[1]["documents"] > 5000
+  assert all(r["shards"] >= 3 and 0 < r["corpus_s"] <= r["wall_s"]
+             for r in rows)
