@@ -50,7 +50,7 @@ def document_pairs(docs: list[dict], fraction: float, seed: int) -> list[str]:
     pool = by_creature[creatures[rng.integers(len(creatures))]]
     j = pool[rng.integers(len(pool))]
     if j != i:
-      out.append(docs[i]["text"] + prompts.SEPARATOR + docs[j]["text"])
+      out.append(docs[i]["text"] + prompts.DOCUMENT_SEPARATOR + docs[j]["text"])
   return out
 
 

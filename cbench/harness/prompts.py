@@ -13,7 +13,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-SEPARATOR = "\n\n"
+# Q/A pairs are separated by one newline; a blank line separates documents
+# (document pairs in pretraining, a record and its continuation in private
+# prediction), so after a blank line the base model writes a document, not Q:.
+SEPARATOR = "\n"
+DOCUMENT_SEPARATOR = "\n\n"
 
 
 def qa_pair(question: str, answer: str) -> str:
