@@ -96,7 +96,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import dp_accounting
 import jax
@@ -431,9 +431,10 @@ def check_feasible(config: api.SynthesisConfig, num_records: int) -> None:
 
 
 def _flatten(tree, prefix=()) -> dict:
+  """{path tuple: leaf} of a nested mapping."""
   out = {}
   for k, v in tree.items():
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
       out.update(_flatten(v, prefix + (str(k),)))
     else:
       out[prefix + (str(k),)] = v
@@ -463,9 +464,11 @@ def lora_targets(params: PyTree, pattern: str) -> list[tuple]:
 
 def init_lora(params: PyTree, pattern: str, rank: int, key: jax.Array
               ) -> dict:
-  """``{"lora": {<kernel path>: {"a": [d_in, r], "b": [r, d_out]}}}``.
+  """Adapters ``{"lora": <tree>}`` for the kernels `pattern` selects.
 
-  A ~ N(0, 1 / d_in), B = 0: the adapted model starts equal to the base.
+  The tree mirrors the parameters: a kernel at ``blocks_0/attn/q/kernel``
+  gets ``lora/blocks_0/attn/q/{a [d_in, r], b [r, d_out]}``. A ~ N(0,
+  1 / d_in), B = 0, so the adapted model starts equal to the base.
   """
   out: dict = {}
   for i, path in enumerate(lora_targets(params, pattern)):

@@ -221,22 +221,45 @@ def test_lora_adapters_start_at_the_base_and_stay_low_rank(micro_base_dir):
       assert not diff.any()
 
 
+def _finetune(path, release_dir, base_dir, eps, opts, tag):
+  """(base bundle, `finetune` result) on one device, fresh ledger."""
+  p = dpft.plan(_cfg(eps=eps, options=opts), N_RECORDS)
+  mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
+  bundle = model_store.load(base_dir, mesh=mesh)
+  texts = [r["text"] for r in
+           release_lib.load_release(release_dir).corpus("train")]
+  rows = text_data.tokenize_rows(texts, bundle.tokenizer, 24)
+  header = dpft.make_ledger_header(p, p.make_sampler(0, 16), {"test": tag})
+  with ledger_lib.Ledger.open(str(path / f"{tag}.json"), header) as led:
+    res = dpft.finetune(bundle.params, bundle.config, rows, p,
+                        str(path / f"work-{tag}"), led, seed=0, mesh=mesh)
+    assert led.count == p.steps == res.executed
+  return bundle, res
+
+
+@pytest.mark.slow  # the ghost step compiles slowly on CPU (~4 min loaded)
+def test_ghost_clipping_run_matches_vmap(tmp_path, demo_release_dir,
+                                         micro_base_dir):
+  opts = TINY + (("steps", 2),)
+  bundle, vm = _finetune(tmp_path, demo_release_dir, micro_base_dir, EPS,
+                         opts, "vmap")
+  _, gh = _finetune(tmp_path, demo_release_dir, micro_base_dir, EPS,
+                    opts + (("clipping", "ghost"),), "ghost")
+  base = dpft._flatten(jax.device_get(bundle.params))
+  a, b = dpft._flatten(jax.device_get(vm.params)), dpft._flatten(
+      jax.device_get(gh.params))
+  worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+  moved = max(float(np.max(np.abs(a[k] - base[k]))) for k in a)
+  assert worst < 1e-5 < 1e-3 < moved, (worst, moved)
+
+
 def test_lora_finetune_moves_only_adapted_kernels(tmp_path, demo_release_dir,
                                                   micro_base_dir):
   opts = TINY + (("trainable", "lora"), ("lora_rank", 2),
                  ("learning_rate", 1e-2))
+  bundle, res = _finetune(tmp_path, demo_release_dir, micro_base_dir,
+                          math.inf, opts, "lora")
   p = dpft.plan(_cfg(eps=math.inf, options=opts), N_RECORDS)
-  mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])
-  bundle = model_store.load(micro_base_dir, mesh=mesh)
-  texts = [r["text"] for r in
-           release_lib.load_release(demo_release_dir).corpus("train")]
-  rows = text_data.tokenize_rows(texts, bundle.tokenizer, 24)
-  sampler = p.make_sampler(0, 16)
-  header = dpft.make_ledger_header(p, sampler, {"test": "lora"})
-  with ledger_lib.Ledger.open(str(tmp_path / "l.json"), header) as led:
-    res = dpft.finetune(bundle.params, bundle.config, rows, p,
-                        str(tmp_path / "work"), led, seed=0, mesh=mesh)
-    assert led.count == 4
   base = dpft._flatten(jax.device_get(bundle.params))
   got = dpft._flatten(jax.device_get(res.params))
   targets = set(dpft.lora_targets(bundle.params, p.options.lora_targets))
