@@ -31,6 +31,8 @@ from typing import Callable
 
 from absl import app
 from absl import flags
+
+from benchmarks import bench_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,16 +46,16 @@ from cbench.models import transformer as tf
 from cbench.privacy import dpsgd
 from cbench.privacy import ghost
 
-_MODELS = flags.DEFINE_list("models", ["tiny", "small"], "Model configs.")
-_VOCAB = flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size.")
-_B = flags.DEFINE_integer("batch_size", 64, "Batch size (rows).")
-_T = flags.DEFINE_integer("seq_len", 128, "Tokens per row.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed calls per variant.")
-_METHODS = flags.DEFINE_list("methods", ["vmap", "ghost"],
+_MODELS = bench_flags.DEFINE_list("models", ["tiny", "small"], "Model configs.")
+_VOCAB = bench_flags.DEFINE_integer("vocab_size", 8000, "Vocabulary size.")
+_B = bench_flags.DEFINE_integer("batch_size", 64, "Batch size (rows).")
+_T = bench_flags.DEFINE_integer("seq_len", 128, "Tokens per row.")
+_ROUNDS = bench_flags.DEFINE_integer("rounds", 3, "Timed calls per variant.")
+_METHODS = bench_flags.DEFINE_list("methods", ["vmap", "ghost"],
                              "DP clipping methods to time.")
-_MB = flags.DEFINE_integer("microbatch_size", None,
+_MB = bench_flags.DEFINE_integer("microbatch_size", None,
                            "DP microbatch size (per device); None = off.")
-_DTYPE = flags.DEFINE_string(
+_DTYPE = bench_flags.DEFINE_string(
     "dtype", "", "Override the config's compute dtype (e.g. float32 on CPU, "
     "where bfloat16 is slow); empty keeps the config's.")
 

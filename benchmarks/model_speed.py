@@ -35,6 +35,8 @@ import time
 
 from absl import app
 from absl import flags
+
+from benchmarks import bench_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,12 +51,12 @@ from cbench.models import registry
 from cbench.privacy import pp_accounting
 from cbench.synthesis import samplers
 
-_MODELS = flags.DEFINE_list("models", ["tiny", "gemma3_270m", "smollm2_135m"],
+_MODELS = bench_flags.DEFINE_list("models", ["tiny", "gemma3_270m", "smollm2_135m"],
                             "Models: tiny, gemma3_270m, smollm2_135m.")
-_BATCHES = flags.DEFINE_list("batches", ["1", "32"], "Batch sizes.")
-_SEQ = flags.DEFINE_integer("seq_len", 128, "Forward sequence length.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (median).")
-_DTYPE = flags.DEFINE_string("dtype", "float32", "Compute dtype.")
+_BATCHES = bench_flags.DEFINE_list("batches", ["1", "32"], "Batch sizes.")
+_SEQ = bench_flags.DEFINE_integer("seq_len", 128, "Forward sequence length.")
+_REPEATS = bench_flags.DEFINE_integer("repeats", 3, "Timed repeats (median).")
+_DTYPE = bench_flags.DEFINE_string("dtype", "float32", "Compute dtype.")
 _CHUNK = 16
 _PROMPT = 16
 _N1, _N2 = 8, 24  # same 32-token output bucket

@@ -27,6 +27,8 @@ import time
 
 from absl import app
 from absl import flags
+
+from benchmarks import bench_flags
 import jax
 import numpy as np
 
@@ -37,15 +39,15 @@ from cbench.models import registry
 from cbench.privacy import pp_accounting
 from cbench.synthesis import samplers
 
-_MODEL = flags.DEFINE_string("model", "micro", "Named model size.")
-_VOCAB = flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
-_S = flags.DEFINE_integer("batch_size", 8, "Private prompts per document.")
-_M = flags.DEFINE_integer("num_docs", 4, "Documents decoded at once.")
-_PROMPT = flags.DEFINE_integer("prompt_len", 32, "Prompt tokens per row.")
-_N1 = flags.DEFINE_integer("n1", 40, "Shorter decode length.")
-_N2 = flags.DEFINE_integer("n2", 64, "Longer decode length (same bucket).")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds (median).")
-_METHODS = flags.DEFINE_list(
+_MODEL = bench_flags.DEFINE_string("model", "micro", "Named model size.")
+_VOCAB = bench_flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
+_S = bench_flags.DEFINE_integer("batch_size", 8, "Private prompts per document.")
+_M = bench_flags.DEFINE_integer("num_docs", 4, "Documents decoded at once.")
+_PROMPT = bench_flags.DEFINE_integer("prompt_len", 32, "Prompt tokens per row.")
+_N1 = bench_flags.DEFINE_integer("n1", 40, "Shorter decode length.")
+_N2 = bench_flags.DEFINE_integer("n2", 64, "Longer decode length (same bucket).")
+_REPEATS = bench_flags.DEFINE_integer("repeats", 5, "Timed rounds (median).")
+_METHODS = bench_flags.DEFINE_list(
     "methods", ["svt", "invisible_ink", "median", "public_only"],
     "Samplers to time: svt, exp_mech, invisible_ink, median, public_only.")
 

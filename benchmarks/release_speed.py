@@ -16,13 +16,15 @@ import time
 
 from absl import app
 from absl import flags
+
+from benchmarks import bench_flags
 from absl import logging
 
 from cbench.corpus import release
 
-_SIZES = flags.DEFINE_list("sizes", ["demo", "small"],
+_SIZES = bench_flags.DEFINE_list("sizes", ["demo", "small"],
                            f"Sizes to build, from {list(release.SIZES)}.")
-_RELEASE = flags.DEFINE_string("release", "2026q4", "Release id.")
+_RELEASE = bench_flags.DEFINE_string("release", "2026q4", "Release id.")
 
 
 def measure(size: str, release_id: str) -> dict:

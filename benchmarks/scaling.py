@@ -41,18 +41,20 @@ import time
 from absl import app
 from absl import flags
 
-_DEVICES = flags.DEFINE_list("devices", ["1", "2", "4", "8"],
+from benchmarks import bench_flags
+
+_DEVICES = bench_flags.DEFINE_list("devices", ["1", "2", "4", "8"],
                              "Fake CPU device counts, one subprocess each.")
-_MODEL = flags.DEFINE_string("model", "micro", "cbench model config.")
-_VOCAB = flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
-_B = flags.DEFINE_integer("batch_size", 32, "Global batch (rows).")
-_T = flags.DEFINE_integer("seq_len", 64, "Tokens per row.")
-_ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed steps per device count.")
-_BEAM_SIZE = flags.DEFINE_string("beam_size", "demo", "Release size for Beam.")
-_BEAM_WORKERS = flags.DEFINE_integer(
+_MODEL = bench_flags.DEFINE_string("model", "micro", "cbench model config.")
+_VOCAB = bench_flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
+_B = bench_flags.DEFINE_integer("batch_size", 32, "Global batch (rows).")
+_T = bench_flags.DEFINE_integer("seq_len", 64, "Tokens per row.")
+_ROUNDS = bench_flags.DEFINE_integer("rounds", 5, "Timed steps per device count.")
+_BEAM_SIZE = bench_flags.DEFINE_string("beam_size", "demo", "Release size for Beam.")
+_BEAM_WORKERS = bench_flags.DEFINE_integer(
     "beam_workers", 1, "DirectRunner workers (--direct_num_workers).")
-_SKIP_BEAM = flags.DEFINE_bool("skip_beam", False, "Skip the Beam part.")
-_CHILD = flags.DEFINE_string("child_out", None,
+_SKIP_BEAM = bench_flags.DEFINE_bool("skip_beam", False, "Skip the Beam part.")
+_CHILD = bench_flags.DEFINE_string("child_out", None,
                              "Internal: run one device count, write here.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -67,7 +67,7 @@ def _kind(path: str) -> str:
   base = os.path.basename(path)
   if base.endswith("_test.py") or base == "conftest.py":
     return "py_test" if base.endswith("_test.py") else "py_library"
-  if path.startswith(("experiments/", "benchmarks/", "tools/")) and base != "common.py":
+  if path.startswith(("experiments/", "benchmarks/", "tools/")) and base not in ("common.py", "bench_flags.py"):
     return "py_binary"
   return "py_library"
 
