@@ -115,6 +115,7 @@ from cbench.harness import lm_train
 from cbench.harness import model_store
 from cbench.io import files
 from cbench.models import config as config_lib
+from cbench.models import registry
 from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
@@ -528,7 +529,7 @@ def make_loss(model_config: config_lib.ModelConfig, trainable: str,
   'all': a `ghost.GhostLoss` (works with both clipping methods). 'lora': a
   plain function of the combined (adapters + frozen base) tree.
   """
-  model = tf.Transformer(model_config)
+  model = registry.make_model(model_config)  # the config's arch
 
   def from_outputs(logits, b):
     return tf.cross_entropy_loss(logits, b["targets"], b["mask"])[0]
