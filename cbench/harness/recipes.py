@@ -56,9 +56,9 @@ _RECIPES = {
         name="demo",
         pretrain=PretrainConfig(
             model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
-            train=TrainRecipe(num_steps=300, batch_size=32, seq_len=256,
+            train=TrainRecipe(num_steps=200, batch_size=32, seq_len=256,
                               optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
-        finetune=TrainRecipe(num_steps=120, batch_size=32, seq_len=256,
+        finetune=TrainRecipe(num_steps=60, batch_size=32, seq_len=256,
                              replay_fraction=0.25,
                              optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
     # Unit tests: seconds, not accuracy.
