@@ -611,7 +611,9 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
   """DP-SGD fine-tuning of `params` on `rows`; resumes from `workdir`.
 
   Args:
-    params: base parameters (on `mesh` if given).
+    params: base parameters (on `mesh` if given). With trainable='all' they
+      are the initial state, which the jitted step DONATES: the caller's
+      arrays are consumed (copy them first to keep the base).
     model_config: their config.
     rows: one document per row, ``p.options.seq_len + 1`` wide; row i is
       record i (n = ``p.num_records`` rows).

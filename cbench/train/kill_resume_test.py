@@ -18,9 +18,9 @@ steps). The test
 Both runs see the same 8 fake devices (the subprocess inherits XLA_FLAGS).
 Restarts share a persistent compilation cache, so they compile little.
 
-Marked slow: four JAX start-ups (imports, compiles, orbax saves) take about
-40 s of CPU time; measured 320 s wall on the shared 2-core machine under
-load (other jobs running), so it cannot promise < 60 s.
+Runtime: four JAX start-ups (imports, compiles, orbax saves), about 40 s
+of CPU time; measured 38 s wall on the 2-core machine when quiet, 320 s at
+load average ~15 (hence the generous deadline).
 """
 
 import json
@@ -87,7 +87,6 @@ def _ledger_ids(workdir):
   return [r["id"] for r in lines[1:]]
 
 
-@pytest.mark.slow
 def test_sigkill_at_random_steps_then_resume_is_bitwise_identical(tmp_path):
   deadline = time.monotonic() + DEADLINE_S
   ref = worker.run_scenario(str(tmp_path / "ref"))
