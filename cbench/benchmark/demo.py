@@ -28,7 +28,9 @@ def demo_config(workdir: str) -> runner.BenchmarkConfig:
       release_dir=os.path.join(workdir, "release"),
       public_world_dir=os.path.join(workdir, "public_world"),
       methods=DEMO_METHODS, epsilons=DEMO_EPSILONS, num_docs=64,
-      recipe="demo")
+      recipe="demo",
+      # A CPU-sized DP fine-tune (the method's default is 200 steps).
+      method_options=(("dp_finetune", (("steps", 60), ("batch_size", 64))),))
 
 
 def run_demo(workdir: str) -> dict:
