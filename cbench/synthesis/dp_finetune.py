@@ -96,7 +96,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import dp_accounting
 import jax
@@ -126,6 +126,7 @@ from cbench.privacy import relations
 from cbench.privacy import sampling
 from cbench.synthesis import api
 from cbench.train import checkpoint as checkpoint_lib
+from cbench.train import lora as lora_lib
 from cbench.train import loop
 from cbench.train import optim
 from cbench.train import text_data
@@ -137,7 +138,6 @@ METHOD = "dp_finetune"
 ACCOUNTANT = "pld"
 VDI = accounting.DEFAULT_VDI
 _NOISE_STREAM, _SAMPLE_STREAM, _LORA_STREAM = 0x4E4F, 0x5341, 0x4C4F
-_LORA_KEY = "lora"
 _TRAINABLE = ("all", "lora")
 _DP_RELATIONS = ("add_remove", "replace_one")
 
@@ -431,80 +431,13 @@ def check_feasible(config: api.SynthesisConfig, num_records: int) -> None:
 # Low-rank adapters
 
 
-def _flatten(tree, prefix=()) -> dict:
-  """{path tuple: leaf} of a nested mapping."""
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, prefix + (str(k),)))
-    else:
-      out[prefix + (str(k),)] = v
-  return out
-
-
-def _set(tree: dict, path: tuple, value) -> None:
-  for k in path[:-1]:
-    tree = tree.setdefault(k, {})
-  tree[path[-1]] = value
-
-
-def _n_in(path: tuple) -> int:
-  """Contracted (input) axes of a projection kernel (see the model table)."""
-  return 2 if path[-2:] == ("o", "kernel") else 1
-
-
-def lora_targets(params: PyTree, pattern: str) -> list[tuple]:
-  """Paths of the kernels that get adapters (sorted)."""
-  rx = re.compile(pattern)
-  paths = sorted(p for p, v in _flatten(params).items()
-                 if rx.search("/".join(p)) and np.ndim(v) >= 2)
-  if not paths:
-    raise CbenchError(f"Option lora_targets={pattern!r} selects no kernel.")
-  return paths
-
-
-def init_lora(params: PyTree, pattern: str, rank: int, key: jax.Array
-              ) -> dict:
-  """Adapters ``{"lora": <tree>}`` for the kernels `pattern` selects.
-
-  The tree mirrors the parameters: a kernel at ``blocks_0/attn/q/kernel``
-  gets ``lora/blocks_0/attn/q/{a [d_in, r], b [r, d_out]}``. A ~ N(0,
-  1 / d_in), B = 0, so the adapted model starts equal to the base.
-  """
-  out: dict = {}
-  for i, path in enumerate(lora_targets(params, pattern)):
-    shape = np.shape(_flatten(params)[path])
-    k = _n_in(path)
-    d_in, d_out = int(np.prod(shape[:k])), int(np.prod(shape[k:]))
-    a = jax.random.normal(jax.random.fold_in(key, i), (d_in, rank),
-                          jnp.float32) / math.sqrt(d_in)
-    _set(out, path[:-1], {"a": a, "b": jnp.zeros((rank, d_out), jnp.float32)})
-  return {_LORA_KEY: out}
-
-
-def merge_lora(params: PyTree, scale: float) -> PyTree:
-  """Base params with every adapted kernel replaced by W + scale A B.
-
-  `params` holds the base tree plus the ``"lora"`` subtree (as
-  `combine_params` builds it); the result has the base tree's structure.
-  """
-  base = {k: v for k, v in params.items() if k != _LORA_KEY}
-  adapters = _flatten(params.get(_LORA_KEY, {}))
-  flat = _flatten(base)
-  merged = dict(flat)
-  for path_a, a in adapters.items():
-    if path_a[-1] != "a":
-      continue
-    node = path_a[:-1]
-    b = adapters[node + ("b",)]
-    w = flat[node + ("kernel",)]
-    delta = (scale * (a.astype(jnp.float32) @ b.astype(jnp.float32)))
-    merged[node + ("kernel",)] = (w.astype(jnp.float32)
-                                  + delta.reshape(w.shape)).astype(w.dtype)
-  out: dict = {}
-  for path, v in merged.items():
-    _set(out, path, v)
-  return out
+# Moved to `cbench.train.lora` (shared with the harness fine-tune); the
+# names below are kept for this module's callers and tests.
+_flatten = lora_lib.flatten
+_n_in = lora_lib.input_axes
+lora_targets = lora_lib.target_paths
+init_lora = lora_lib.init_lora
+merge_lora = lora_lib.merge_lora
 
 
 # ---------------------------------------------------------------------------
