@@ -3,7 +3,9 @@ r"""Standardized harness fine-tune of the base model on any {"text"} JSONL.
   python -m experiments.train --base=W --corpus=FILE.jsonl --workdir=W2 [--recipe=tiny]
 
 ``--model=gemma3_270m`` (or ``smollm2_135m``) fine-tunes that pretrained
-model instead of a ``--base`` directory (no public-world replay).
+model instead of a ``--base`` directory (no public-world replay), with LoRA
+adapters on the frozen weights by default (rank 8; `recipes.finetune_recipe`).
+``--lora_rank=R`` overrides the recipe's rank (0: every parameter).
 
 AdamW (b2 0.995, weight decay 0.1), 10% warmup, cosine to 0, fixed sequence
 length and token budget per recipe. Killed and restarted, it resumes and ends
@@ -28,6 +30,10 @@ _RECIPE = flags.DEFINE_enum("recipe", "tiny", list(recipes.RECIPE_NAMES),
 _MODEL = flags.DEFINE_enum(
     "model", "tiny", ["tiny", *gguf_loader.PRETRAINED_NAMES],
     "tiny: fine-tune the --base directory; otherwise that pretrained model.")
+_LORA_RANK = flags.DEFINE_integer(
+    "lora_rank", None,
+    "LoRA rank (0: full fine-tuning). Default: the recipe's (LoRA rank 8 for "
+    "a pretrained --model, full fine-tuning of a --base directory).")
 flags.mark_flags_as_required(["corpus", "workdir"])
 
 
@@ -40,8 +46,8 @@ def main(argv):
     base = _MODEL.value
   if not base:
     raise CbenchError("--base is required (or --model=<pretrained>).")
-  cfg = recipes.get_harness_config(_RECIPE.value)
-  info = finetune.finetune(base, _CORPUS.value, _WORKDIR.value, cfg.finetune)
+  recipe = recipes.finetune_recipe(_RECIPE.value, base, _LORA_RANK.value)
+  info = finetune.finetune(base, _CORPUS.value, _WORKDIR.value, recipe)
   print(json.dumps({"workdir": _WORKDIR.value, "train": info.get("train")}, indent=2))
 
 

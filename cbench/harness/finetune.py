@@ -2,7 +2,10 @@
 
 The base model's tokenizer, config and few-shot exemplars are copied into the
 fine-tuned model directory, so it is a complete model directory that
-`score_qa` reads on its own.
+`score_qa` reads on its own. A LoRA recipe (``lora_rank > 0``) trains
+adapters on the frozen base and saves the merged parameters, so its output
+is the same kind of directory; `recipes.finetune_recipe` picks LoRA for a
+pretrained base.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from cbench.harness import model_store
 from cbench.harness.lm_train import TrainRecipe, train_lm
 from cbench.io import files
 from cbench.parallel import mesh as mesh_lib
+from cbench.train import lora
 from cbench.train import text_data
 
 log = logging.getLogger("cbench")
@@ -35,15 +39,23 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
   checkpoint and ends with the same parameters as an uninterrupted run. A
   finished workdir is returned as is.
 
+  With ``recipe.lora_rank > 0`` only adapters are trained (checkpoints in
+  `workdir` hold adapters and optimizer state) and the merged parameters are
+  saved. The recipe (LoRA fields included) is bound to the workdir, so a
+  different rank is a different run.
+
   Raises:
     CbenchError: missing/malformed corpus, a corpus with no text, a base
-      directory that is not a finished model, or a workdir that belongs to a
+      directory that is not a finished model, a ``lora_targets`` regex that
+      selects no kernel of the base, or a workdir that belongs to a
       different model, corpus or recipe.
   """
   texts = text_data.read_texts(corpus_path)  # Validates before any write.
   corpus_sha = files.sha256_file(corpus_path)
   mesh = mesh_lib.make_mesh()
   base = model_store.load(base_dir, mesh=mesh)
+  if recipe.lora_rank:  # Before any write to the workdir.
+    lora.target_paths(base.params, recipe.lora_targets)
   base_key = base_dir if model_store.is_pretrained(base_dir) else (
       os.path.abspath(base_dir))
   expected = {"base": base_key, "corpus": os.path.abspath(corpus_path),

@@ -5,6 +5,14 @@ fine-tune call: a data-parallel jitted step on a ('data', 'fsdp', 'model')
 mesh, run by the one loop in `cbench.train.loop`. One document per row; the
 loss is the mean cross-entropy over all real (non-pad) target tokens of the
 batch.
+
+With ``recipe.lora_rank > 0`` the base parameters are frozen and only
+low-rank adapters (`cbench.train.lora`) are trained: the loop's state holds
+the adapters and their optimizer state (so checkpoints hold only those), the
+frozen base is a separate, never-donated argument of the jitted step, and
+`train_lm` returns the merged parameters ``W + alpha / r * A @ B`` (a tree
+like the base, saved as an ordinary model). Adapters get the same AdamW
+recipe as full fine-tuning (weight decay pulls them towards the base).
 """
 
 from __future__ import annotations
@@ -24,12 +32,15 @@ from cbench.models import registry
 from cbench.models.transformer import Transformer
 from cbench.parallel import mesh as mesh_lib
 from cbench.parallel import rules
+from cbench.train import lora
 from cbench.train import loop
 from cbench.train import optim
 from cbench.train import text_data
 
 PyTree = Any
 log = logging.getLogger("cbench")
+_LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_targets")
+_LORA_STREAM = 0x4C4F  # fold_in(key(recipe.seed), .) draws the adapters' A.
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -37,6 +48,13 @@ class TrainRecipe:
   """Steps, batch and optimizer of one training run.
 
   Token budget = num_steps * batch_size * seq_len (pad positions included).
+
+  LoRA: ``lora_rank`` 0 trains every parameter; r >= 1 trains only rank-r
+  adapters on the kernels ``lora_targets`` selects (a regex over
+  '/'-joined parameter paths; the default adapts every attention and MLP
+  projection of the cbench, gemma3 and llama models), scaled by
+  ``lora_alpha / lora_rank``. `to_dict` leaves the LoRA fields out when
+  ``lora_rank`` is 0, so full fine-tuning runs keep their bindings.
   """
   num_steps: int
   batch_size: int = 32
@@ -50,9 +68,28 @@ class TrainRecipe:
   replay_fraction: float = 0.0
   log_every: int = 25
   checkpoint_every: int = 250
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: str = lora.DEFAULT_TARGETS
+
+  def __post_init__(self):
+    lora.validate(self.lora_rank, self.lora_alpha, self.lora_targets,
+                  allow_zero=True)
+
+  @property
+  def lora_config(self) -> lora.LoraConfig | None:
+    """The adapters' config, or None for full fine-tuning."""
+    if not self.lora_rank:
+      return None
+    return lora.LoraConfig(rank=self.lora_rank, alpha=self.lora_alpha,
+                           targets=self.lora_targets)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    out = dataclasses.asdict(self)
+    if not self.lora_rank:
+      for name in _LORA_FIELDS:
+        del out[name]
+    return out
 
 
 def row_arrays(rows: text_data.TokenRows) -> dict[str, np.ndarray]:
@@ -88,20 +125,37 @@ def lm_loss(model: Transformer, params: PyTree, batch: PyTree) -> jax.Array:
 
 
 def make_train_step(config: config_lib.ModelConfig,
-                    optimizer: optax.GradientTransformation):
-  """A jitted ``(state, batch, key) -> (state, metrics)`` that donates state."""
-  model = registry.make_model(config)  # The architecture of config.arch.
+                    optimizer: optax.GradientTransformation, *,
+                    frozen: PyTree | None = None,
+                    lora_scale: float | None = None):
+  """A jitted ``(state, batch, key) -> (state, metrics)`` that donates state.
 
-  def step(state: loop.TrainState, batch: PyTree, key: jax.Array):
+  Without `frozen`, ``state.params`` are the model's parameters. With
+  `frozen` (the base parameters) ``state.params`` are LoRA adapters
+  (`cbench.train.lora`) and the loss is that of ``lora.merge(frozen,
+  adapters, lora_scale)``; `frozen` is passed to every call as a separate
+  argument, never donated, never updated.
+  """
+  model = registry.make_model(config)  # The architecture of config.arch.
+  if (frozen is None) != (lora_scale is None):
+    raise ValueError("Give both frozen and lora_scale, or neither.")
+
+  def step(state: loop.TrainState, batch: PyTree, key: jax.Array,
+           frozen: PyTree):
     del key  # Non-private training is deterministic given the batch.
+    if frozen is None:
+      model_params = lambda p: p
+    else:
+      model_params = lambda a: lora.merge(frozen, a, lora_scale)
     loss, grads = jax.value_and_grad(
-        lambda p: lm_loss(model, p, batch))(state.params)
+        lambda p: lm_loss(model, model_params(p), batch))(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": loop.global_norm(grads)}
     return loop.TrainState(state.step + 1, params, opt_state), metrics
 
-  return jax.jit(step, donate_argnums=(0,))
+  jitted = jax.jit(step, donate_argnums=(0,))
+  return lambda state, batch, key: jitted(state, batch, key, frozen)
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation,
@@ -139,14 +193,31 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
       (``recipe.replay_fraction`` of its rows).
 
   Returns:
-    ``(params, info)`` with wall time and tokens/s.
+    ``(params, info)`` with wall time and tokens/s. With LoRA
+    (``recipe.lora_rank > 0``) `params` are the merged base + adapters, a
+    tree like the input; the input `params` are left intact (not donated),
+    and checkpoints in `workdir` hold only the adapters and their optimizer
+    state. Without LoRA the input arrays are donated to the first step.
+
+  Raises:
+    CbenchError: ``recipe.lora_targets`` selects no kernel of `params`.
   """
   mesh = mesh_lib.make_mesh() if mesh is None else mesh
   if rows.tokens.shape[1] != recipe.seq_len + 1:
     raise ValueError(f"rows are {rows.tokens.shape[1]} wide; expected "
                      f"seq_len + 1 = {recipe.seq_len + 1}.")
   optimizer = optim.make_optimizer(recipe.optimizer, recipe.num_steps)
-  state = init_state(params, optimizer, mesh)
+  lora_cfg = recipe.lora_config
+  if lora_cfg is None:
+    state = init_state(params, optimizer, mesh)
+    step_fn = make_train_step(config, optimizer)
+  else:
+    frozen = place_params(params, config, mesh)
+    adapters = init_adapters(frozen, lora_cfg, recipe.seed, mesh)
+    state = init_state(adapters, optimizer, mesh)
+    step_fn = make_train_step(config, optimizer, frozen=frozen,
+                              lora_scale=lora_cfg.scale)
+  trainable = registry.param_count(state.params)
   num_replay = int(round(recipe.replay_fraction * recipe.batch_size))
   if num_replay and replay is None:
     raise ValueError("recipe.replay_fraction > 0 needs replay rows.")
@@ -181,7 +252,7 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
         start_step = step
 
   state = loop.run(
-      state, make_train_step(config, optimizer), batch_fn,
+      state, step_fn, batch_fn,
       config=loop.LoopConfig(num_steps=recipe.num_steps,
                              log_every=recipe.log_every,
                              checkpoint_every=recipe.checkpoint_every,
@@ -197,5 +268,39 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
       "epochs": int(jax.device_get(state.step)) * recipe.batch_size / max(rows.num_rows, 1),
       "rows": rows.num_rows,
       "fill": float(rows.lengths.sum() / rows.tokens.size),
+      "trainable_params": trainable,
   }
-  return state.params, info
+  if lora_cfg is None:
+    return state.params, info
+  info["lora_rank"] = lora_cfg.rank
+  return merge_adapters(frozen, state.params, lora_cfg.scale), info
+
+
+def place_params(params: PyTree, config: config_lib.ModelConfig, mesh
+                 ) -> PyTree:
+  """`params` on `mesh` in `rules.param_shardings` (leaves already placed
+  equivalently are kept, not copied)."""
+  shardings = rules.param_shardings(config, mesh)
+
+  def put(x, s):
+    current = getattr(x, "sharding", None)
+    if current is not None and current.is_equivalent_to(s, x.ndim):
+      return x
+    return jax.device_put(x, s)
+  return jax.tree.map(put, params, shardings)
+
+
+def init_adapters(params: PyTree, config: lora.LoraConfig, seed: int, mesh
+                  ) -> PyTree:
+  """LoRA adapters of `params` (``fold_in(key(seed), 0x4C4F)``), placed by
+  `lora.shardings` (A like the kernel's input axis, B like its output)."""
+  key = jax.random.fold_in(jax.random.key(seed), _LORA_STREAM)
+  adapters = lora.init(params, config, key)
+  return jax.device_put(adapters, lora.shardings(params, adapters, mesh))
+
+
+def merge_adapters(frozen: PyTree, adapters: PyTree, scale: float) -> PyTree:
+  """``lora.merge`` on device; each merged leaf keeps its base sharding."""
+  out_shardings = jax.tree.map(lambda x: x.sharding, frozen)
+  merge = jax.jit(lora.merge, static_argnums=2, out_shardings=out_shardings)
+  return merge(frozen, adapters, scale)

@@ -2,6 +2,15 @@
 
 Named recipes keep every number of the benchmark's measuring instrument in
 one place. `tiny` is the CPU default; larger ones are for accelerators.
+
+Which fine-tuning recipe a base gets (`finetune_recipe`): a base model
+directory built by `pretrain` is fine-tuned with the recipe's `finetune`
+(every parameter, public-world replay); a pretrained model name
+('gemma3_270m', 'smollm2_135m') with `HarnessConfig.pretrained_finetune`,
+by default the same step/batch/sequence budget with LoRA (rank
+`PRETRAINED_LORA_RANK`, alpha `PRETRAINED_LORA_ALPHA`, peak learning rate
+`PRETRAINED_LORA_LR`) on the frozen pretrained weights and no replay (a
+pretrained model has no public-world rows).
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from cbench import _validate
+from cbench.harness import model_store
 from cbench.harness.lm_train import TrainRecipe
 from cbench.train.optim import OptimizerConfig
 
@@ -26,15 +36,64 @@ class PretrainConfig:
   num_shots: int = 7             # Few-shot exemplars stored for scoring.
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    # TrainRecipe.to_dict, not asdict: full-training bindings stay as before
+    # the LoRA fields existed.
+    return {**dataclasses.asdict(self), "train": self.train.to_dict()}
+
+
+# LoRA fine-tuning of a pretrained model. The reference recipe (Gemma 3 1B,
+# LoRA rank 128) uses 2e-4; a 270M model with rank-8 adapters and ~1k steps
+# gets a larger peak rate. Not tuned for accuracy yet.
+PRETRAINED_LORA_RANK = 8
+PRETRAINED_LORA_ALPHA = 16.0
+PRETRAINED_LORA_LR = 1e-3
+
+
+def pretrained_variant(recipe: TrainRecipe) -> TrainRecipe:
+  """`recipe`'s budget with LoRA on a frozen pretrained base, no replay."""
+  return dataclasses.replace(
+      recipe, lora_rank=PRETRAINED_LORA_RANK,
+      lora_alpha=PRETRAINED_LORA_ALPHA, replay_fraction=0.0,
+      optimizer=dataclasses.replace(recipe.optimizer,
+                                    peak_learning_rate=PRETRAINED_LORA_LR))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HarnessConfig:
-  """Pretraining plus the fixed fine-tuning recipe for any corpus."""
+  """Pretraining plus the fixed fine-tuning recipe for any corpus.
+
+  Attributes:
+    name: the recipe's name.
+    pretrain: how the base model is built.
+    finetune: fine-tuning recipe for that base model (a directory).
+    pretrained_finetune: fine-tuning recipe for a pretrained model name;
+      None means ``pretrained_variant(finetune)``.
+  """
   name: str
   pretrain: PretrainConfig
   finetune: TrainRecipe
+  pretrained_finetune: TrainRecipe | None = None
+
+  def finetune_recipe(self, base: str, lora_rank: int | None = None
+                      ) -> TrainRecipe:
+    """The fine-tuning recipe for `base` (see the module doc).
+
+    Args:
+      base: a base model directory or a pretrained model name
+        (`model_store.is_pretrained`).
+      lora_rank: override of the recipe's ``lora_rank`` (0: full
+        fine-tuning); None keeps it.
+
+    Raises:
+      CbenchError: a negative or non-integer `lora_rank`.
+    """
+    if model_store.is_pretrained(base):
+      recipe = self.pretrained_finetune or pretrained_variant(self.finetune)
+    else:
+      recipe = self.finetune
+    if lora_rank is not None:
+      recipe = dataclasses.replace(recipe, lora_rank=lora_rank)
+    return recipe
 
 
 _TINY_MODEL = (("d_model", 192), ("num_heads", 4), ("num_kv_heads", 4),
@@ -80,3 +139,9 @@ RECIPE_NAMES = tuple(_RECIPES)
 def get_harness_config(name: str) -> HarnessConfig:
   _validate.one_of("recipe", name, RECIPE_NAMES)
   return _RECIPES[name]
+
+
+def finetune_recipe(name: str, base: str, lora_rank: int | None = None
+                    ) -> TrainRecipe:
+  """``get_harness_config(name).finetune_recipe(base, lora_rank)``."""
+  return get_harness_config(name).finetune_recipe(base, lora_rank)
