@@ -11,12 +11,15 @@ that token to every row of the group.
 A stream ends after the step where it produced `eos_id` or one of
 `stop_token_ids` (that token is not counted in ``lengths`` but is kept in
 ``tokens`` at index ``lengths[g]``), or where the sampler set ``stop`` (that
-token *is* counted), or after `max_new_tokens`. The loop stops when every
-stream has ended; its condition reads only the done mask, so with a private
-sampler the number of steps depends on the sampler's stop flags (released
-with the output anyway). The sampler is called for all groups at every step
-until then, finished ones included (their tokens are discarded); stateful
-samplers must tolerate these extra calls.
+token *is* counted), or after `max_new_tokens`. Stop ids are a static sorted
+tuple compared on device (no host round-trip), typically a set: every newline
+id of a tokenizer (Gemma: ``"\\n"``, ``"\\n\\n"``, ...; see
+`cbench.harness.prompts.answer_stop_ids` / `document_end_ids`). The loop stops
+when every stream has ended; its condition reads only the done mask, so with a
+private sampler the number of steps depends on the sampler's stop flags
+(released with the output anyway). The sampler is called for all groups at
+every step until then, finished ones included (their tokens are discarded);
+stateful samplers must tolerate these extra calls.
 
 Randomness: the key of step i is ``fold_in(key, i)``; the sampler's
 `init_state` gets ``fold_in(key, 2**32 - 1)``.
@@ -184,7 +187,9 @@ def generate(params: PyTree, config: ModelConfig, prompt_tokens,
     key: PRNG key.
     group_size: prompt rows per stream.
     eos_id: ends a stream.
-    stop_token_ids: more ids that end a stream (e.g. the newline id).
+    stop_token_ids: more ids that end a stream (e.g. a tokenizer's
+      ``newline_ids``); order and repeats do not matter (one compiled
+      program per set).
     mesh: if given, rows are sharded over its 'data' axis (replicated when
       the row count is not a multiple of it). Parameters already on the
       mesh keep their sharding; others are replicated onto it.
@@ -238,6 +243,7 @@ def generate(params: PyTree, config: ModelConfig, prompt_tokens,
   out, lens, sstate, steps = _generate(
       params, tokens, key, max_new, config=config,
       sampler=sampler, group_size=group_size, eos_id=int(eos_id),
-      stop_ids=tuple(int(s) for s in stop_token_ids), pad_id=int(pad_id),
+      stop_ids=tuple(sorted({int(s) for s in stop_token_ids})),
+      pad_id=int(pad_id),
       buf_len=buf_len)
   return DecodeResult(_first_columns(out, max_new_tokens), lens, sstate, steps)

@@ -15,6 +15,7 @@ from cbench.models import registry
 from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
 from cbench.parallel import rules
+from cbench.text.tokenizer_test import blank_line_tokenizer
 
 VOCAB = 300
 NO_EOS = VOCAB + 1  # an id the model never produces
@@ -151,6 +152,37 @@ def test_stops_at_eos_stop_tokens_and_sampler_stop(setup):
                              Scripted(script[:2], stop_at[:2]),
                              jax.random.key(0), eos_id=eos)
   np.testing.assert_array_equal(no_stop.lengths, [2, 6])
+
+
+def test_stops_at_every_newline_piece_of_a_blank_line_tokenizer():
+  tok = blank_line_tokenizer()   # has "\n", "\n\n" and <0x0A> pieces
+  config = config_lib.get_model_config("micro", tok.vocab_size)
+  params = registry.init_params(config, jax.random.key(0))
+  nl, nn = tok.newline_id, tok._sp.piece_to_id("\n\n")
+  byte_nl = tok._sp.piece_to_id("<0x0A>")
+  word = tok.encode("caves")[0]
+  script = ((word, nn, word, word, word),
+            (word, word, nl, word, word),
+            (byte_nl, word, word, word, word),
+            (word, word, word, word, word))
+  prompts = _prompts([2, 2, 2, 2], 2)
+
+  def run(stop_ids):
+    return decoder.generate(params, config, prompts, 5,
+                            Scripted(script, (-1,) * 4), jax.random.key(0),
+                            eos_id=tok.eos_id, stop_token_ids=stop_ids)
+  result = run(tok.newline_ids)
+  np.testing.assert_array_equal(result.lengths, [1, 2, 0, 5])
+  np.testing.assert_array_equal(result.tokens[:, :3], [
+      [word, nn, 0], [word, word, nl], [byte_nl, 0, 0], [word] * 3])
+  # Order and repeats of the stop ids do not matter (nor recompile).
+  before = decoder._generate._cache_size()
+  again = run(tuple(reversed(tok.newline_ids)) + (nl,))
+  assert decoder._generate._cache_size() == before
+  np.testing.assert_array_equal(again.tokens, result.tokens)
+  # The single newline id alone (the old rule) misses "\n\n" and <0x0A>.
+  old = run((nl,))
+  np.testing.assert_array_equal(old.lengths, [5, 2, 5, 5])
 
 
 def test_bucketing_does_not_change_outputs_or_recompile(setup):

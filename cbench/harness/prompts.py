@@ -2,9 +2,12 @@
 
 Scoring prompt: a few-shot prefix of public-world exemplars, then
 ``"Q: {question}\nA:"``; the model's greedy completion is cut at its first
-newline. Pretraining shows the base model the same layout (blocks of Q/A pairs
-about *public-world* creatures), so it learns the answer format and nothing of
-a release.
+newline: decoding stops at any token whose text contains one
+(`answer_stop_ids`: Gemma's ``"\\n"`` and ``"\\n\\n"`` alike) and
+`cut_answer` cuts the text. Pretraining shows the base model the same layout
+(blocks of Q/A pairs about *public-world* creatures), so it learns the answer
+format and nothing of a release. Synthetic documents end at a blank line
+(`document_end_ids`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,67 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from cbench import _validate
+
 # Q/A pairs are separated by one newline; a blank line separates documents
 # (document pairs in pretraining, a record and its continuation in private
 # prediction), so after a blank line the base model writes a document, not Q:.
 SEPARATOR = "\n"
 DOCUMENT_SEPARATOR = "\n\n"
+
+
+def answer_stop_ids(tokenizer) -> tuple[int, ...]:
+  """Ids that end a QA answer (besides EOS): every id with a newline."""
+  return tuple(tokenizer.newline_ids)
+
+
+def document_separator_ids(tokenizer) -> list[int]:
+  """`DOCUMENT_SEPARATOR` as the tokenizer writes it between paragraphs.
+
+  The ids of the blank line in running text (``"x." + DOCUMENT_SEPARATOR +
+  "The"``), i.e. as pretraining text holds it: the tiny sentencepiece model
+  ``[nl, nl]``; Gemma 3 ``[108]`` (``"\\n\\n"``); SmolLM2 ``[198, 198]``
+  (its pre-tokeniser leaves the last newline before a word on its own).
+
+  Raises:
+    CbenchError: the blank line does not come out as newline-only ids.
+  """
+  head = tokenizer.encode("x.")
+  full = tokenizer.encode("x." + DOCUMENT_SEPARATOR + "The")
+  newline = set(tokenizer.newline_ids)
+  sep = []
+  if full[:len(head)] == head:
+    for i in full[len(head):]:
+      if i not in newline:
+        break
+      sep.append(i)
+  _validate.check(
+      bool(sep) and tokenizer.decode(sep) == DOCUMENT_SEPARATOR,
+      f"The tokenizer does not write the blank line "
+      f"{DOCUMENT_SEPARATOR!r} as newline-only ids after 'x.' ({full}).")
+  return sep
+
+
+def document_end_ids(tokenizer) -> tuple[int, ...]:
+  """Ids that end a synthetic document (besides EOS), sorted.
+
+  Where the tokenizer writes a paragraph break as one piece (Gemma 3:
+  ``"\\n\\n"``, see `document_separator_ids`), every id whose text holds a
+  blank line (``blank_line_ids``: ``"\\n\\n"`` ... 31 newlines): a single
+  ``"\\n"`` inside a document does not end it. Where a paragraph break is
+  several tokens (tiny: two ``"\\n"`` pieces; SmolLM2: two ``"Ċ"``), a
+  static stop set cannot see the pair, so every newline id ends the document
+  (``newline_ids``; documents of this benchmark are one paragraph).
+  """
+  sep = document_separator_ids(tokenizer)
+  if len(sep) == 1 and sep[0] in set(tokenizer.blank_line_ids):
+    return tuple(tokenizer.blank_line_ids)
+  return tuple(tokenizer.newline_ids)
+
+
+def cut_answer(completion: str) -> str:
+  """A completion up to (excluding) its first newline."""
+  return completion.split("\n", 1)[0]
 
 
 def qa_pair(question: str, answer: str) -> str:

@@ -2,7 +2,9 @@
 
 Prompt = public-world exemplars (stored with the base model) then
 ``"Q: {question}\nA:"``; greedy decoding of at most 32 tokens through the
-shared KV-cached decoder, stopped at the first newline; scored by
+shared KV-cached decoder, stopped at the first token whose text contains a
+newline (`prompts.answer_stop_ids`: for Gemma ``"\\n"``, ``"\\n\\n"``, ...)
+and cut at the first newline (`prompts.cut_answer`); scored by
 `cbench.harness.qa_metrics`.
 """
 
@@ -31,8 +33,15 @@ MAX_NEW_TOKENS = 32
 
 
 def answer_questions(bundle: model_store.ModelBundle, questions: Sequence[str],
-                     *, batch_size: int = 64, mesh=None) -> list[str]:
-  """Greedy completions (raw text, cut at the first newline by the decoder)."""
+                     *, batch_size: int = 64, mesh=None,
+                     sampler=samplers.Greedy()) -> list[str]:
+  """Completions, each up to its first newline (greedy unless `sampler`).
+
+  Decoding stops at EOS or at any id of `prompts.answer_stop_ids` (every
+  id whose text holds a newline; the stop token is not part of the text),
+  and the decoded text is cut at its first newline (`prompts.cut_answer`),
+  so an answer never spans lines.
+  """
   prefix = prompts.few_shot_prefix(bundle.fewshot)
   texts = [prompts.question_prompt(prefix, q) for q in questions]
   out: list[str] = []
@@ -44,9 +53,11 @@ def answer_questions(bundle: model_store.ModelBundle, questions: Sequence[str],
     prompt_tokens = decoder.prepare_prompts(tok, chunk, bucket=32)
     result = decoder.generate(
         bundle.params, bundle.config, prompt_tokens, MAX_NEW_TOKENS,
-        samplers.Greedy(), jax.random.key(0), eos_id=tok.eos_id,
-        stop_token_ids=(tok.newline_id,), mesh=mesh, pad_id=tok.pad_id)
-    out.extend(decoder.decode_texts(tok, result)[:n])
+        sampler, jax.random.key(0), eos_id=tok.eos_id,
+        stop_token_ids=prompts.answer_stop_ids(tok), mesh=mesh,
+        pad_id=tok.pad_id)
+    out.extend(prompts.cut_answer(t)
+               for t in decoder.decode_texts(tok, result)[:n])
   return out
 
 

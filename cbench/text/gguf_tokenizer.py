@@ -3,7 +3,14 @@
 Both classes offer what `cbench.text.tokenizer.Tokenizer` offers
 (``encode``, ``encode_batch``, ``decode``, ``id_to_piece``, ``vocab_size``,
 ``pad_id``, ``unk_id``, ``bos_id``, ``eos_id``, ``newline_id``,
-``model_proto``, ``save``, ``load``) but keep the model's own special ids:
+``newline_ids``, ``blank_line_ids``, ``model_proto``, ``save``, ``load``)
+but keep the model's own special ids. ``newline_id`` is the id of ``"\\n"``
+alone; ``newline_ids`` lists every id whose text contains a newline and
+``blank_line_ids`` those with a blank line (see
+`cbench.text.tokenizer.newline_sets`): Gemma 3 has ``"\\n"`` (107),
+``"\\n\\n"`` (108) ... 31 newlines (137) and ``<0x0A>`` (248); SmolLM2 has
+129 (``"Ċ"`` is ``"\\n"`` in its byte-level alphabet; newline runs, newline
+plus indentation, CRLF).
 
 * `SentencePieceTokenizer`: any sentencepiece model (Gemma 3: pad 0, eos 1,
   bos 2, unk 3). `gemma_model_proto` rebuilds Gemma's sentencepiece model
@@ -33,6 +40,7 @@ import sentencepiece as spm
 from cbench import _validate
 from cbench._validate import CbenchError
 from cbench.io import files
+from cbench.text import tokenizer as tokenizer_lib
 
 _BPE_FORMAT = "cbench-bpe-1"
 # GGUF token types (equal to sentencepiece's ModelProto.SentencePiece.Type).
@@ -55,6 +63,8 @@ class SentencePieceTokenizer:
     self.newline_id = self._sp.piece_to_id("\n")
     _validate.check(self.newline_id != self.unk_id,
                     "Tokenizer model has no '\\n' piece.")
+    self.newline_ids, self.blank_line_ids = tokenizer_lib.newline_sets(
+        tokenizer_lib.sentencepiece_texts(self._sp))
 
   @property
   def vocab_size(self) -> int:
@@ -184,6 +194,8 @@ class BpeTokenizer:
     newline = self._tok.encode("\n", add_special_tokens=False).ids
     _validate.check(len(newline) == 1, "Tokenizer has no '\\n' token.")
     self.newline_id = newline[0]
+    self.newline_ids, self.blank_line_ids = tokenizer_lib.newline_sets(
+        self.token_texts())
 
   @classmethod
   def from_vocab(cls, tokens: Sequence[str], merges: Sequence[str],
@@ -212,6 +224,25 @@ class BpeTokenizer:
   @property
   def vocab_size(self) -> int:
     return self._tok.get_vocab_size(with_added_tokens=True)
+
+  def token_texts(self) -> list[str]:
+    """The decoded text of every id (special tokens: "", as `decode`).
+
+    Byte-level tokens map back through GPT-2's byte alphabet (``"Ċ"`` ->
+    ``"\\n"``, ``"Ġ"`` -> ``" "``); a token holding part of a multi-byte
+    character keeps only its complete characters (never a newline).
+    """
+    inverse = {c: b for b, c in _byte_alphabet().items()}
+    added = self._tok.get_added_tokens_decoder()
+    out = [""] * self.vocab_size
+    for token, i in self._tok.get_vocab(with_added_tokens=True).items():
+      if i in added:
+        out[i] = "" if added[i].special else added[i].content
+      elif all(c in inverse for c in token):
+        out[i] = bytes(inverse[c] for c in token).decode("utf-8", "ignore")
+      else:
+        out[i] = token
+    return out
 
   @property
   def model_proto(self) -> bytes:
@@ -245,6 +276,21 @@ class BpeTokenizer:
     return cls(_read(path))
 
 
+def _byte_alphabet() -> dict[int, str]:
+  """GPT-2's byte -> printable character map of byte-level BPE."""
+  keep = (list(range(ord("!"), ord("~") + 1))
+          + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+          + list(range(ord("\u00ae"), ord("\u00ff") + 1)))
+  out, extra = {}, 0
+  for b in range(256):
+    if b in keep:
+      out[b] = chr(b)
+    else:
+      out[b] = chr(256 + extra)
+      extra += 1
+  return out
+
+
 def _read(path: str) -> bytes:
   if not os.path.exists(path):
     raise CbenchError(f"Tokenizer model not found: {path}")
@@ -254,7 +300,6 @@ def _read(path: str) -> bytes:
 
 def from_bytes(data: bytes):
   """The tokenizer a `model_proto` came from (any cbench tokenizer)."""
-  from cbench.text import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   if data.lstrip()[:1] == b"{":
     return BpeTokenizer(data)
   try:

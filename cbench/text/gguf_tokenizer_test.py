@@ -16,6 +16,7 @@ import os
 
 import pytest
 
+from cbench.harness import prompts
 from cbench.models import gguf_loader
 from cbench.text import gguf_tokenizer
 from cbench.text import tokenizer as tokenizer_lib
@@ -106,6 +107,71 @@ def test_real_tokenizer_matches_golden(name):
       assert tok.decode(ids) == case["text"]  # BPE drops special tokens.
   assert tok.encode_batch(STRINGS[:3], bos=True) == [
       [tok.bos_id] + c["ids"] for c in golden["cases"][:3]]
+
+
+# Newline sets (ids whose text holds "\n" / a blank line) of the real models.
+NEWLINES = {"gemma3_270m": {"count": 32, "has": [107, 108, 137, 248],
+                            "blank_has": [108, 109, 137], "blank_count": 30,
+                            "separator": [108]},
+            "smollm2_135m": {"count": 129, "has": [198, 1116],
+                             "blank_has": [1116], "blank_count": 36,
+                             "separator": [198, 198]}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", gguf_loader.PRETRAINED_NAMES)
+def test_real_tokenizer_newline_sets(name):
+  tok = _tokenizer(name)
+  want = NEWLINES[name]
+  assert tok.newline_id in tok.newline_ids
+  assert len(tok.newline_ids) == want["count"]
+  assert set(want["has"]) <= set(tok.newline_ids)
+  assert set(want["blank_has"]) <= set(tok.blank_line_ids)
+  assert len(tok.blank_line_ids) == want["blank_count"]
+  assert tok.newline_id not in tok.blank_line_ids
+  assert set(tok.blank_line_ids) <= set(tok.newline_ids)
+  # Exhaustive: exactly the ids whose decoded text holds a newline.
+  assert tok.newline_ids == tuple(i for i in range(tok.vocab_size)
+                                  if "\n" in tok.decode([i]))
+  sep = prompts.document_separator_ids(tok)
+  assert sep == want["separator"]
+  ends = prompts.document_end_ids(tok)
+  if name == "gemma3_270m":   # "\n\n" is one piece: a lone "\n" goes on
+    assert ends == tok.blank_line_ids and 107 not in ends
+  else:                       # a paragraph break is two tokens
+    assert ends == tok.newline_ids
+
+
+def _byte_level_bpe():
+  """A byte-level BPE with "ĊĊ" and "ĊĠ" merges (SmolLM2-like)."""
+  alphabet = list(gguf_tokenizer._byte_alphabet().values())
+  tokens = alphabet + ["\u010a\u010a", "\u010a\u0120", "<|endoftext|>",
+                       "<pad>"]
+  types = [gguf_tokenizer.NORMAL] * (len(alphabet) + 2) + [
+      gguf_tokenizer.CONTROL] * 2
+  eot = len(tokens) - 2
+  return gguf_tokenizer.BpeTokenizer.from_vocab(
+      tokens, ["\u010a \u010a", "\u010a \u0120"], types, bos_id=eot,
+      eos_id=eot, unk_id=eot, pad_id=eot + 1), tokens
+
+
+def test_bpe_newline_sets():
+  tok, tokens = _byte_level_bpe()
+  nl, nn, ns = (tokens.index(t) for t in ("\u010a", "\u010a\u010a",
+                                          "\u010a\u0120"))
+  assert tok.newline_id == nl
+  assert tok.newline_ids == tuple(sorted((nl, nn, ns)))
+  assert tok.blank_line_ids == (nn,)
+  assert tok.newline_ids == tuple(i for i in range(tok.vocab_size)
+                                  if "\n" in tok.decode([i]))
+  texts = tok.token_texts()
+  assert texts[nn] == "\n\n" and texts[tokens.index("\u0120")] == " "
+  assert texts[tok.eos_id] == ""       # special tokens decode to nothing
+  assert tok.encode("a\n\n") == [tokens.index("a"), nn]
+  # Before a word the byte-level pre-tokeniser splits the newlines, so a
+  # paragraph break is two tokens and documents end at any newline.
+  assert prompts.document_separator_ids(tok) == [nl, nl]
+  assert prompts.document_end_ids(tok) == tok.newline_ids
 
 
 def test_load_tokenizer_sniffs_the_format(tmp_path):

@@ -7,6 +7,16 @@ whitespace runs are kept, ``"\\n"`` is its own piece (documents and
 ``"Q: ...\\nA: ..."`` prompts rely on it) and unknown characters fall back to
 UTF-8 byte pieces. Numbers are split into single digits.
 
+Newline sets: every cbench tokenizer exposes ``newline_ids`` (sorted tuple of
+every id whose text contains ``"\\n"``, byte pieces included) and
+``blank_line_ids`` (those whose text contains a blank line, i.e. two
+newlines with only whitespace between them, e.g. Gemma's ``"\\n\\n"``).
+This tokenizer has one newline piece (``newline_id``) plus the byte piece
+``<0x0A>`` and no blank-line piece. `newline_sets` computes both from the
+text of each id; decoding code that stops at a newline or a blank line uses
+these sets (`cbench.harness.prompts.answer_stop_ids` /
+`document_end_ids`), never a single id.
+
 `train_sentencepiece` is deterministic: the same texts in the same order give
 a byte-identical model file (BPE, one thread, every sentence used, no
 shuffling or sampling).
@@ -16,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from typing import Iterable, Iterator, Sequence
 
 import sentencepiece as spm
@@ -26,9 +37,48 @@ from cbench.io import files
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 NEWLINE = "\n"
+# A blank line: two newlines with only (non-newline) whitespace between.
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 # sentencepiece skips training sentences longer than this many bytes; lines
 # are cut into chunks of at most this size instead.
 _MAX_SENTENCE_BYTES = 1 << 14
+
+
+def newline_sets(texts: Sequence[str]
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """``(newline_ids, blank_line_ids)`` of a vocabulary.
+
+  Args:
+    texts: ``texts[i]`` is the text id i contributes to a decoded string
+      ("" for control/special ids).
+
+  Returns:
+    Sorted tuples: ids whose text contains ``"\\n"``, and the subset whose
+    text contains a blank line (``"\\n"``, optional non-newline whitespace,
+    ``"\\n"``; e.g. ``"\\n\\n"``, ``"\\r\\n\\r\\n"``, ``"\\n  \\n"``).
+  """
+  newline = tuple(i for i, t in enumerate(texts) if "\n" in t)
+  blank = tuple(i for i in newline if _BLANK_LINE.search(texts[i]))
+  return newline, blank
+
+
+def sentencepiece_texts(sp: spm.SentencePieceProcessor) -> list[str]:
+  """The decoded text of every piece of a sentencepiece model.
+
+  Control and unknown pieces give ""; byte pieces ``<0xNN>`` give the
+  character for ASCII bytes and "" for the others (a partial UTF-8
+  sequence, never a newline); U+2581 becomes a space.
+  """
+  out = []
+  for i in range(sp.get_piece_size()):
+    piece = sp.id_to_piece(i)
+    if sp.is_byte(i):
+      byte = int(piece[3:-1], 16)
+      piece = chr(byte) if byte < 0x80 else ""
+    elif sp.is_control(i) or sp.is_unknown(i):
+      piece = ""
+    out.append(piece.replace("\u2581", " "))
+  return out
 
 
 class Tokenizer:
@@ -51,6 +101,9 @@ class Tokenizer:
     _validate.check(self.newline_id != UNK_ID,
                     "Tokenizer model has no '\\n' piece; train it with "
                     "cbench.text.tokenizer.train_sentencepiece.")
+    # Sorted tuples (hashable: usable as static decoder stop ids).
+    self.newline_ids, self.blank_line_ids = newline_sets(
+        sentencepiece_texts(self._sp))
 
   @property
   def vocab_size(self) -> int:

@@ -88,3 +88,51 @@ def test_errors(tmp_path):
     tokenizer_lib.train_sentencepiece(["", "\n"], 400)
   with pytest.raises(CbenchError, match="vocab_size"):
     tokenizer_lib.train_sentencepiece(_CORPUS, 100)
+
+
+def blank_line_tokenizer() -> tokenizer_lib.Tokenizer:
+  """A small cbench tokenizer that, like Gemma's, has a "\\n\\n" piece.
+
+  Shared by the decoder, scorer and prompt tests (ids 0..3 special).
+  """
+  import io  # pylint: disable=g-import-not-at-top
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(_CORPUS), model_writer=buf, vocab_size=330,
+      model_type="bpe", num_threads=1, character_coverage=1.0,
+      byte_fallback=True, split_digits=True, remove_extra_whitespaces=False,
+      normalization_rule_name="identity",
+      user_defined_symbols=["\n\n", "\n"], allow_whitespace_only_pieces=True,
+      hard_vocab_limit=False, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+      minloglevel=2)
+  return tokenizer_lib.Tokenizer(buf.getvalue())
+
+
+def test_newline_sets_of_the_tiny_tokenizer(tok):
+  byte_nl = tok._sp.piece_to_id("<0x0A>")
+  assert tok.newline_ids == tuple(sorted((tok.newline_id, byte_nl)))
+  assert tok.blank_line_ids == ()
+  # Exhaustive: exactly the ids whose decoded text has a newline.
+  assert tok.newline_ids == tuple(i for i in range(tok.vocab_size)
+                                  if "\n" in tok.decode([i]))
+  assert tok.decode([byte_nl]) == "\n"
+
+
+def test_newline_sets_with_a_blank_line_piece():
+  t = blank_line_tokenizer()
+  nn = t._sp.piece_to_id("\n\n")
+  assert nn not in (t.unk_id, t.newline_id)
+  assert t.encode("a\n\nb").count(nn) == 1  # the longest piece wins
+  assert nn in t.newline_ids and t.newline_id in t.newline_ids
+  assert t.blank_line_ids == (nn,)
+  assert t.newline_ids == tuple(i for i in range(t.vocab_size)
+                                if "\n" in t.decode([i]))
+
+
+def test_newline_sets_rule():
+  texts = ["", "a", "\n", "\n\n", "x\n", "\n \t\n", "\r\n\r\n", "a\nb\nc",
+           "\n   ", " \n\n", "\u2028"]
+  newline, blank = tokenizer_lib.newline_sets(texts)
+  assert newline == (2, 3, 4, 5, 6, 7, 8, 9)
+  assert blank == (3, 5, 6, 9)   # "a\nb\nc" has two newlines, no blank line
