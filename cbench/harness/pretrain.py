@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import jax
 import numpy as np
 
 from cbench._validate import CbenchError
+from cbench.corpus import names as names_lib
 from cbench.corpus import release as release_lib
+from cbench.corpus import render as render_lib
+from cbench.corpus import world as world_lib
 from cbench.harness import model_store
 from cbench.harness import prompts
 from cbench.harness.lm_train import train_lm
@@ -29,37 +33,86 @@ from cbench.train import text_data
 log = logging.getLogger("cbench")
 
 
-def document_pairs(docs: list[dict], fraction: float, seed: int) -> list[str]:
-  """``doc_a + "\n\n" + doc_b`` for pairs of documents sharing a creature.
+# Bumped when the pretraining data changes for an unchanged config, so a
+# base model built from older data is never mistaken for a current one.
+PRETRAIN_DATA_VERSION = 2
+# Document styles of the copy world (same mix as the public world).
+_COPY_STYLES = release_lib.SIZES["demo"].style_mix
+_WORD = re.compile(r"\w+")
 
-  Teaches the base model, on public data only, that a document that follows
-  another one after a blank line is about the same creatures and repeats
-  their facts: the in-context ability private prediction relies on (it
-  prompts with a private record followed by a blank line).
+
+def copy_world_documents(num_docs: int, rng: np.random.Generator,
+                         exclude_names: frozenset[str] = frozenset()
+                         ) -> list[tuple[str, list[str], frozenset]]:
+  """Up to `num_docs` (text, creature names, facts) of a fresh copy world."""
+  # ~4 documents per creature: comparisons name two, the rest one.
+  lines = max(1, -(-num_docs // 24))
+  world = world_lib.generate_world(
+      int(rng.integers(2**63)), lines_per_length={1: lines, 2: lines, 3: lines},
+      sensitive_lines_per_length={1: 0, 2: 0, 3: 0},
+      name_slot=names_lib.PUBLIC_SLOT)
+  renderer = render_lib.Renderer(world, rng)
+  styles = [s for s, _ in _COPY_STYLES]
+  probs = np.array([p for _, p in _COPY_STYLES])
+  docs = []
+  for style in rng.choice(len(styles), size=num_docs, p=probs / probs.sum()):
+    doc = renderer.render(styles[style])
+    creatures = sorted({f[0] for f in doc["facts"]})
+    words = set(_WORD.findall(doc["text"]))
+    if creatures and not exclude_names.intersection(words):
+      docs.append((doc["text"], creatures,
+                   frozenset(tuple(f) for f in doc["facts"])))
+  return docs
+
+
+def copy_world_pairs(num_pairs: int, seed: int,
+                     exclude_names: frozenset[str] = frozenset()
+                     ) -> list[str]:
+  """``doc_a + "\n\n" + doc_b``: two documents about one FRESH creature.
+
+  Teaches the base model, on public data only, the in-context ability that
+  private prediction relies on (it prompts with a private record followed
+  by a blank line): a document that follows another one after a blank line
+  is about the same creatures and restates their facts. The creatures come
+  from a throw-away "copy world" (public name slot, its own seed) with so
+  many creatures that each appears in only a few pairs: their facts cannot
+  be memorised, only copied from the first document. Names of
+  `exclude_names` (the public world's) are skipped.
   """
-  rng = np.random.default_rng(seed)
+  if num_pairs <= 0:
+    return []
+  rng = np.random.default_rng([seed, 0xC0])
+  docs = copy_world_documents(2 * num_pairs, rng, exclude_names)
   by_creature: dict[str, list[int]] = {}
-  for i, d in enumerate(docs):
-    for creature in sorted({f[0] for f in d["facts"]}):
-      by_creature.setdefault(creature, []).append(i)
+  for i, (_, creatures, _) in enumerate(docs):
+    for c in creatures:
+      by_creature.setdefault(c, []).append(i)
   out = []
-  for i in rng.permutation(len(docs))[:int(fraction * len(docs))]:
-    creatures = sorted({f[0] for f in docs[i]["facts"]})
-    if not creatures:
-      continue
+  for i in rng.permutation(len(docs)):
+    text, creatures, facts = docs[i]
     pool = by_creature[creatures[rng.integers(len(creatures))]]
-    j = pool[rng.integers(len(pool))]
-    if j != i:
-      out.append(docs[i]["text"] + prompts.DOCUMENT_SEPARATOR + docs[j]["text"])
+    # Of a few candidates, the one restating most of the first one's facts.
+    cands = [int(k) for k in rng.choice(pool, size=min(4, len(pool)),
+                                        replace=False) if k != i]
+    if cands:
+      j = max(cands, key=lambda k: len(facts & docs[k][2]))
+      out.append(text + prompts.DOCUMENT_SEPARATOR + docs[j][0])
+    if len(out) == num_pairs:
+      break
   return out
 
 
 def pretraining_texts(world: release_lib.Release, config: PretrainConfig
                       ) -> tuple[list[str], list[dict]]:
-  """Public-world documents, document pairs and Q/A blocks; the QA records."""
+  """Public-world documents, copy-world pairs and Q/A blocks; the QA records.
+
+  ``config.pair_fraction * len(documents)`` pairs (`copy_world_pairs`).
+  """
   records = list(world.corpus("train"))
   docs = [d["text"] for d in records]
-  docs += document_pairs(records, config.pair_fraction, config.train.seed)
+  public_names = frozenset(f[0] for d in records for f in d["facts"])
+  docs += copy_world_pairs(int(config.pair_fraction * len(records)),
+                           config.train.seed, public_names)
   names = world.qa_names()
   if "public_train" not in names:
     raise CbenchError(f"{world.root} is not a public world (no "
@@ -84,6 +137,7 @@ def pretrain_base(public_world_dir: str, workdir: str,
   """
   world = release_lib.load_release(public_world_dir)
   expected = {"pretrain_config": config.to_dict(),
+              "pretrain_data_version": PRETRAIN_DATA_VERSION,
               "public_world_sha256": world.manifest["files"]}
   done_path = os.path.join(workdir, model_store.DONE)
   if os.path.exists(done_path):

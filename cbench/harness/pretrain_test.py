@@ -1,0 +1,43 @@
+"""Copy-world document pairs: fresh creatures, shared within a pair."""
+
+import collections
+
+import numpy as np
+
+from cbench.harness import pretrain
+from cbench.harness import prompts
+
+
+def _names(num_docs, seed):
+  docs = pretrain.copy_world_documents(num_docs, np.random.default_rng(seed))
+  return sorted({c for _, creatures, _ in docs for c in creatures})
+
+
+def test_copy_world_pairs_share_a_fresh_creature():
+  pairs = pretrain.copy_world_pairs(60, seed=3)
+  assert len(pairs) == 60
+  assert pairs == pretrain.copy_world_pairs(60, seed=3)  # Deterministic.
+  assert pairs != pretrain.copy_world_pairs(60, seed=4)
+  names = _names(120, [3, 0xC0])
+  assert len(names) >= 20
+  mentions = collections.Counter()
+  for pair in pairs:
+    first, second = pair.split(prompts.DOCUMENT_SEPARATOR)
+    shared = {n for n in names if n in first and n in second}
+    assert shared, pair  # Both halves name a common creature.
+    mentions.update(n for n in names if n in pair)
+  # Fresh creatures: each appears in a few pairs only, so memorising the
+  # pairs cannot replace copying from the first document.
+  assert max(mentions.values()) <= 12, mentions.most_common(3)
+
+
+def test_copy_world_pairs_skip_excluded_names():
+  names = _names(80, [3, 0xC0])
+  banned = frozenset(names[::2])
+  kept = pretrain.copy_world_pairs(40, seed=3, exclude_names=banned)
+  assert kept
+  assert not any(n in p for p in kept for n in banned)
+
+
+def test_no_pairs_requested():
+  assert pretrain.copy_world_pairs(0, seed=0) == []
