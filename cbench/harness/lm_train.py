@@ -141,7 +141,7 @@ def make_train_step(config: config_lib.ModelConfig,
     raise ValueError("Give both frozen and lora_scale, or neither.")
 
   def step(state: loop.TrainState, batch: PyTree, key: jax.Array,
-           frozen: PyTree):
+           frozen: PyTree = None):
     del key  # Non-private training is deterministic given the batch.
     if frozen is None:
       model_params = lambda p: p
@@ -155,6 +155,8 @@ def make_train_step(config: config_lib.ModelConfig,
     return loop.TrainState(state.step + 1, params, opt_state), metrics
 
   jitted = jax.jit(step, donate_argnums=(0,))
+  if frozen is None:
+    return jitted
   return lambda state, batch, key: jitted(state, batch, key, frozen)
 
 
