@@ -115,7 +115,7 @@ def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
   """The cells of the run, in order (reference rows first)."""
   recipe = recipes.get_harness_config(config.recipe)
   common = {"release_sha256": release.manifest["files"], "base": base_key,
-            "finetune": recipe.finetune.to_dict()}
+            "finetune": recipe.finetune_recipe(base_key).to_dict()}
   cells = []
   if config.reference_rows:
     cells.append(Cell("base", "base", None, {**common, "kind": "base"}))
@@ -212,7 +212,8 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
                     "synthesis": {k: v for k, v in summary.items()
                                   if isinstance(v, (int, float, str, bool)) or v is None}})
     model_dir = os.path.join(cell_dir, "model")
-    finetune.finetune(base_dir, corpus, model_dir, recipe.finetune)
+    finetune.finetune(base_dir, corpus, model_dir,
+                      recipe.finetune_recipe(base_dir))
   scores = score.score_qa(release.root, model_dir, SCORE_SPLITS,
                           os.path.join(cell_dir, "scores.json"))
   row = _row_from_scores(cell, scores, base_row, extra)

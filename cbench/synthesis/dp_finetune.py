@@ -113,6 +113,7 @@ from cbench.decoding import decoder
 from cbench.decoding import samplers as decoding_samplers
 from cbench.harness import lm_train
 from cbench.harness import model_store
+from cbench.harness import prompts as prompt_lib
 from cbench.io import files
 from cbench.models import config as config_lib
 from cbench.models import registry
@@ -659,7 +660,8 @@ def sample_documents(params: PyTree, model_config: config_lib.ModelConfig,
     res = decoder.generate(
         params, model_config, prompts, max_new_tokens,
         decoding_samplers.Temperature(1.0), jax.random.fold_in(key, c),
-        eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh)
+        eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh,
+        stop_token_ids=prompt_lib.document_end_ids(tokenizer))
     texts.extend(decoder.decode_texts(tokenizer, res))
   return texts[:num_docs]
 
