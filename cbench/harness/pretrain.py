@@ -16,6 +16,7 @@ import numpy as np
 
 from cbench._validate import CbenchError
 from cbench.corpus import names as names_lib
+from cbench.corpus import qa as qa_lib
 from cbench.corpus import release as release_lib
 from cbench.corpus import render as render_lib
 from cbench.corpus import world as world_lib
@@ -43,9 +44,12 @@ _WORD = re.compile(r"\w+")
 
 def copy_world_documents(num_docs: int, rng: np.random.Generator,
                          exclude_names: frozenset[str] = frozenset()
-                         ) -> list[tuple[str, list[str], frozenset]]:
-  """Up to `num_docs` (text, creature names, facts) of a fresh copy world."""
-  # ~4 documents per creature: comparisons name two, the rest one.
+                         ) -> tuple[world_lib.World, list[tuple]]:
+  """A fresh copy world and up to `num_docs` (text, names, facts) of it.
+
+  ~4 documents per creature (comparisons name two creatures, the rest one);
+  documents mentioning a word of `exclude_names` are dropped.
+  """
   lines = max(1, -(-num_docs // 24))
   world = world_lib.generate_world(
       int(rng.integers(2**63)), lines_per_length={1: lines, 2: lines, 3: lines},
@@ -62,7 +66,34 @@ def copy_world_documents(num_docs: int, rng: np.random.Generator,
     if creatures and not exclude_names.intersection(words):
       docs.append((doc["text"], creatures,
                    frozenset(tuple(f) for f in doc["facts"])))
-  return docs
+  return world, docs
+
+
+def copy_world_reading(num_texts: int, seed: int,
+                       exclude_names: frozenset[str] = frozenset(),
+                       pairs_per_block: int = 6) -> list[str]:
+  """``doc + "\n\n" + Q/A pairs`` about facts the document states.
+
+  Fresh copy-world creatures (see `copy_world_pairs`), so the answers can
+  only be read from the document: teaches the base model to pick the
+  feature a question asks for (not just any fact of the creature), the
+  skill that answering about facts learned in fine-tuning also needs.
+  """
+  if num_texts <= 0:
+    return []
+  rng = np.random.default_rng([seed, 0xCA])
+  world, docs = copy_world_documents(num_texts, rng, exclude_names)
+  by_name = world.by_name()
+  out = []
+  for text, _, facts in docs:
+    chosen = sorted(facts)
+    chosen = [chosen[k] for k in rng.permutation(len(chosen))[:pairs_per_block]]
+    qa = prompts.SEPARATOR.join(
+        prompts.qa_pair(qa_lib.question_for(name, feature),
+                        qa_lib.answer_for(by_name[name], feature)[0])
+        for name, feature in chosen)
+    out.append(text + prompts.DOCUMENT_SEPARATOR + qa)
+  return out
 
 
 def copy_world_pairs(num_pairs: int, seed: int,
@@ -82,7 +113,7 @@ def copy_world_pairs(num_pairs: int, seed: int,
   if num_pairs <= 0:
     return []
   rng = np.random.default_rng([seed, 0xC0])
-  docs = copy_world_documents(2 * num_pairs, rng, exclude_names)
+  _, docs = copy_world_documents(2 * num_pairs, rng, exclude_names)
   by_creature: dict[str, list[int]] = {}
   for i, (_, creatures, _) in enumerate(docs):
     for c in creatures:
@@ -104,15 +135,20 @@ def copy_world_pairs(num_pairs: int, seed: int,
 
 def pretraining_texts(world: release_lib.Release, config: PretrainConfig
                       ) -> tuple[list[str], list[dict]]:
-  """Public-world documents, copy-world pairs and Q/A blocks; the QA records.
+  """Public-world documents, copy-world texts and Q/A blocks; the QA records.
 
-  ``config.pair_fraction * len(documents)`` pairs (`copy_world_pairs`).
+  ``config.pair_fraction * len(documents)`` pairs (`copy_world_pairs`) and
+  ``config.reading_fraction * len(documents)`` reading texts
+  (`copy_world_reading`).
   """
   records = list(world.corpus("train"))
   docs = [d["text"] for d in records]
   public_names = frozenset(f[0] for d in records for f in d["facts"])
   docs += copy_world_pairs(int(config.pair_fraction * len(records)),
                            config.train.seed, public_names)
+  docs += copy_world_reading(int(config.reading_fraction * len(records)),
+                             config.train.seed, public_names,
+                             config.qa_pairs_per_block)
   names = world.qa_names()
   if "public_train" not in names:
     raise CbenchError(f"{world.root} is not a public world (no "

@@ -9,7 +9,8 @@ from cbench.harness import prompts
 
 
 def _names(num_docs, seed):
-  docs = pretrain.copy_world_documents(num_docs, np.random.default_rng(seed))
+  _, docs = pretrain.copy_world_documents(num_docs,
+                                          np.random.default_rng(seed))
   return sorted({c for _, creatures, _ in docs for c in creatures})
 
 
@@ -41,3 +42,20 @@ def test_copy_world_pairs_skip_excluded_names():
 
 def test_no_pairs_requested():
   assert pretrain.copy_world_pairs(0, seed=0) == []
+
+
+def test_copy_world_reading_asks_what_the_document_states():
+  texts = pretrain.copy_world_reading(30, seed=5)
+  assert texts and texts == pretrain.copy_world_reading(30, seed=5)
+  stated = 0
+  for text in texts:
+    doc, qa = text.split(prompts.DOCUMENT_SEPARATOR)
+    lines = qa.split("\n")
+    assert len(lines) % 2 == 0 and 2 <= len(lines) <= 12
+    for q, a in zip(lines[::2], lines[1::2]):
+      assert q.startswith("Q: ") and a.startswith("A: ")
+      assert q.rstrip("?").split()[-1] in doc  # Asks about a named creature.
+      stated += a[3:] in doc
+  # Most answers appear verbatim (the rest are numbers written in words or
+  # types written in another order).
+  assert stated >= 0.6 * sum(t.count("\nA: ") for t in texts)

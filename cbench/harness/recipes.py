@@ -32,7 +32,8 @@ class PretrainConfig:
   train: TrainRecipe
   qa_pairs_per_block: int = 6   # Q/A pairs per training row.
   qa_repeats: int = 8            # Reshuffled passes over the public-world QA.
-  pair_fraction: float = 0.5     # Document pairs (in-context copying), per doc.
+  pair_fraction: float = 0.5     # Copy-world document pairs, per document.
+  reading_fraction: float = 0.0  # Copy-world document + Q/A texts, per doc.
   num_shots: int = 7             # Few-shot exemplars stored for scoring.
 
   def to_dict(self) -> dict:
