@@ -1,8 +1,13 @@
 r"""Private-prediction decoding speed against plain KV-cached decoding.
 
-  python -m benchmarks.private_prediction_speed [--model=micro] \
+  python -m benchmarks.private_prediction_speed [--models=micro] \
       [--vocab_size=512] [--batch_size=8] [--num_docs=4] \
       [--methods=svt,invisible_ink,median,public_only]
+
+  # Gemma 3 270M beside the tiny LM, in one run (CPU-sized):
+  python -m benchmarks.private_prediction_speed --models=tiny,gemma3_270m \
+      --vocab_size=2048 --batch_size=8 --num_docs=2 --prompt_len=16 \
+      --n1=8 --n2=24 --repeats=1 --methods=svt
 
 For each method, one run of the shared decoder (`cbench.decoding.decoder`)
 with that private sampler over ``num_docs`` groups of ``batch_size + 1``
@@ -16,8 +21,16 @@ the two decoders are timed round-robin `--repeats` times so machine noise
 hits both alike; the medians over repeats are reported (the ratio is the
 median of per-repeat ratios). Prints one JSON line per
 method: ms per step for both, their ratio (target <= 1.2), and synthetic
-tokens per second (``num_docs`` tokens per private step). Weights are
-random: speed does not depend on them.
+tokens per second (``num_docs`` tokens per private step).
+
+Models (`--models`, one JSON line per model and method): a named cbench
+size (`cbench.models.config.MODEL_NAMES`: micro, tiny, ...) with random
+weights and `--vocab_size` ids; or a pretrained name (``gemma3_270m``,
+``smollm2_135m``), loaded with its REAL GGUF weights and vocabulary when the
+'models' extra is installed (``"weights": "gguf"``), else random weights of
+the same architecture and vocabulary (``"weights": "random"``; see
+`benchmarks.model_speed.load`). Speed does not depend on the weights'
+values, only on shapes (Gemma 3: 262,144-id vocabulary).
 """
 
 from __future__ import annotations
@@ -32,15 +45,21 @@ from benchmarks import bench_flags
 import jax
 import numpy as np
 
+from benchmarks import model_speed
 from cbench.decoding import decoder
 from cbench.decoding import samplers as plain_samplers
 from cbench.models import config as config_lib
+from cbench.models import gguf_loader
 from cbench.models import registry
 from cbench.privacy import pp_accounting
 from cbench.synthesis import samplers
 
-_MODEL = bench_flags.DEFINE_string("model", "micro", "Named model size.")
-_VOCAB = bench_flags.DEFINE_integer("vocab_size", 512, "Vocabulary size.")
+_MODELS = bench_flags.DEFINE_list(
+    "models", ["micro"], "Models: named cbench sizes (random weights, "
+    "--vocab_size ids) and/or gemma3_270m, smollm2_135m (real weights when "
+    "installed).")
+_VOCAB = bench_flags.DEFINE_integer(
+    "vocab_size", 512, "Vocabulary size of the named cbench sizes.")
 _S = bench_flags.DEFINE_integer("batch_size", 8, "Private prompts per document.")
 _M = bench_flags.DEFINE_integer("num_docs", 4, "Documents decoded at once.")
 _PROMPT = bench_flags.DEFINE_integer("prompt_len", 32, "Prompt tokens per row.")
@@ -104,16 +123,33 @@ def _per_step_pair(run_a, run_b, n1: int, n2: int, repeats: int
           float(np.median(ratios)))
 
 
+def load_model(model: str, vocab_size: int, max_len: int):
+  """``(config, params, weights)``: "gguf" or "random" (see module doc)."""
+  if model in gguf_loader.PRETRAINED_NAMES:
+    return model_speed.load(model, "float32")
+  cfg = config_lib.get_model_config(model, vocab_size, max_len=max_len)
+  return cfg, registry.init_params(cfg, jax.random.key(0)), "random"
+
+
 def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
             num_docs: int, prompt_len: int, n1: int, n2: int,
-            repeats: int) -> dict:
-  """Times one private sampler against plain decoding of the same rows."""
+            repeats: int, loaded=None) -> dict:
+  """Times one private sampler against plain decoding of the same rows.
+
+  Args:
+    loaded: ``load_model(...)`` of `model`, to reuse across methods (None:
+      load it here).
+  """
   if not 0 < n1 < n2 or -(-n1 // _BUCKET) != -(-n2 // _BUCKET):
     raise ValueError(f"Expected 0 < n1={n1} < n2={n2} in the same bucket of "
                      f"{_BUCKET} new tokens (one compiled program).")
-  cfg = config_lib.get_model_config(model, vocab_size,
-                                    max_len=prompt_len + n2 + 8)
-  params = registry.init_params(cfg, jax.random.key(0))
+  if loaded is None:
+    loaded = load_model(model, vocab_size, prompt_len + n2 + 8)
+  cfg, params, weights = loaded
+  if prompt_len + n2 > cfg.max_len:
+    raise ValueError(f"prompt_len={prompt_len} + n2={n2} exceed {model}'s "
+                     f"max_len={cfg.max_len}.")
+  vocab_size = cfg.vocab_size
   group = batch_size + 1
   rows = group * num_docs
   prompts = np.asarray(jax.random.randint(
@@ -133,7 +169,8 @@ def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
   plain_s, private_s, ratio = _per_step_pair(run_plain, run_private, n1,
                                              n2, repeats)
   return {
-      "method": method, "model": model, "vocab_size": vocab_size,
+      "method": method, "model": model, "weights": weights,
+      "vocab_size": vocab_size,
       "batch_size": batch_size, "num_docs": num_docs, "rows": rows,
       "prompt_len": prompt_len,
       "plain_ms_per_step": _sig(plain_s * 1e3),
@@ -147,11 +184,15 @@ def measure(method: str, *, model: str, vocab_size: int, batch_size: int,
 
 def main(argv):
   del argv
-  for method in _METHODS.value:
-    print(json.dumps(measure(
-        method, model=_MODEL.value, vocab_size=_VOCAB.value,
-        batch_size=_S.value, num_docs=_M.value, prompt_len=_PROMPT.value,
-        n1=_N1.value, n2=_N2.value, repeats=_REPEATS.value)), flush=True)
+  for model in _MODELS.value:
+    loaded = load_model(model, _VOCAB.value, _PROMPT.value + _N2.value + 8)
+    for method in _METHODS.value:
+      print(json.dumps(measure(
+          method, model=model, vocab_size=_VOCAB.value,
+          batch_size=_S.value, num_docs=_M.value, prompt_len=_PROMPT.value,
+          n1=_N1.value, n2=_N2.value, repeats=_REPEATS.value,
+          loaded=loaded)), flush=True)
+    del loaded
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from benchmarks import private_prediction_speed as bench
 
 
@@ -19,3 +21,32 @@ def test_every_method_builds_a_sampler_that_never_stops_early():
   for method in ("svt", "exp_mech", "invisible_ink", "median", "public_only"):
     sampler = bench.make_sampler(method, 3, 20)
     assert hasattr(sampler, "next_tokens")
+
+
+def test_pretrained_names_use_their_own_weights_and_vocabulary(monkeypatch):
+  # A micro model of the gemma3 architecture stands in for Gemma 3 270M
+  # (loading the real one takes a minute); the dispatch is what is tested.
+  from cbench.models import config as config_lib  # pylint: disable=g-import-not-at-top
+  from cbench.models import registry  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.get_model_config("micro", 96, arch="gemma3", max_len=64)
+  calls = []
+
+  def fake_load(name, dtype):
+    calls.append((name, dtype))
+    return cfg, registry.init_params(cfg, jax.random.key(0)), "gguf"
+  monkeypatch.setattr(bench.model_speed, "load", fake_load)
+  loaded = bench.load_model("gemma3_270m", 512, 40)
+  assert calls == [("gemma3_270m", "float32")]
+  out = bench.measure("svt", model="gemma3_270m", vocab_size=512,
+                      batch_size=2, num_docs=1, prompt_len=4, n1=3, n2=6,
+                      repeats=1, loaded=loaded)
+  assert out["weights"] == "gguf" and out["vocab_size"] == 96  # not 512
+  assert out["rows"] == 3 and out["synthetic_tokens_per_s"] > 0
+  micro = bench.load_model("micro", 64, 40)
+  assert micro[0].vocab_size == 64 and micro[2] == "random"
+  assert not calls[1:]                     # named sizes never load GGUF
+  with pytest.raises(ValueError, match="max_len"):
+    bench.measure("svt", model="gemma3_270m", vocab_size=512, batch_size=2,
+                  num_docs=1, prompt_len=60, n1=3, n2=6, repeats=1,
+                  loaded=loaded)

