@@ -72,7 +72,7 @@ def copy_world_documents(num_docs: int, rng: np.random.Generator,
 def copy_world_reading(num_texts: int, seed: int,
                        exclude_names: frozenset[str] = frozenset(),
                        pairs_per_block: int = 6) -> list[str]:
-  """``doc + "\n\n" + Q/A pairs`` about facts the document states.
+  """``doc + "\n" + Q/A pairs`` about facts the document states.
 
   Fresh copy-world creatures (see `copy_world_pairs`), so the answers can
   only be read from the document: teaches the base model to pick the
@@ -92,7 +92,9 @@ def copy_world_reading(num_texts: int, seed: int,
         prompts.qa_pair(qa_lib.question_for(name, feature),
                         qa_lib.answer_for(by_name[name], feature)[0])
         for name, feature in chosen)
-    out.append(text + prompts.DOCUMENT_SEPARATOR + qa)
+    # One newline, not the blank line that `copy_world_pairs` (and private
+    # prediction's record prompts) put between two documents.
+    out.append(text + prompts.SEPARATOR + qa)
   return out
 
 

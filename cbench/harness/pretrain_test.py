@@ -49,7 +49,8 @@ def test_copy_world_reading_asks_what_the_document_states():
   assert texts and texts == pretrain.copy_world_reading(30, seed=5)
   stated = 0
   for text in texts:
-    doc, qa = text.split(prompts.DOCUMENT_SEPARATOR)
+    assert prompts.DOCUMENT_SEPARATOR not in text
+    doc, qa = text.split(prompts.SEPARATOR, 1)
     lines = qa.split("\n")
     assert len(lines) % 2 == 0 and 2 <= len(lines) <= 12
     for q, a in zip(lines[::2], lines[1::2]):
