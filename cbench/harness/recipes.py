@@ -106,6 +106,7 @@ _RECIPES = {
         name="tiny",
         pretrain=PretrainConfig(
             model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
+            pair_fraction=1.0, reading_fraction=0.5,
             train=TrainRecipe(num_steps=1500, batch_size=32, seq_len=256,
                               optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
         finetune=TrainRecipe(num_steps=1000, batch_size=32, seq_len=256,
@@ -116,6 +117,7 @@ _RECIPES = {
         name="demo",
         pretrain=PretrainConfig(
             model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
+            pair_fraction=1.0, reading_fraction=0.5,
             train=TrainRecipe(num_steps=200, batch_size=32, seq_len=256,
                               optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
         finetune=TrainRecipe(num_steps=60, batch_size=32, seq_len=256,
