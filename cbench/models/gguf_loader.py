@@ -53,6 +53,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from cbench import _validate
 from cbench._validate import CbenchError
@@ -298,27 +299,13 @@ def _check_shapes(params: dict, config: config_lib.ModelConfig) -> None:
                       f" (got, expected).")
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict) -> dict:
   """``{'a/b/c': leaf}`` of a nested dict."""
-  out = {}
-  for k, v in tree.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(flatten(v, key + "/"))
-    else:
-      out[key] = v
-  return out
+  return traverse_util.flatten_dict(tree, sep="/")
 
 
 def unflatten(flat: dict) -> dict:
-  out: dict = {}
-  for key, v in flat.items():
-    node = out
-    *parents, last = key.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[last] = v
-  return out
+  return traverse_util.unflatten_dict(flat, sep="/")
 
 
 # ---------------------------------------------------------------- caching

@@ -12,30 +12,15 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping, Union
 
+from flax import traverse_util
+
 from cbench._validate import CbenchError
 
 Predicate = Union[str, Callable[[str, Any], bool]]
 
 
-def _flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:
-  out = {}
-  for k, v in tree.items():
-    path = prefix + (str(k),)
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, path))
-    else:
-      out[path] = v
-  return out
-
-
-def _unflatten(flat: dict[tuple, Any]) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    node = out
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return out
+_flatten = traverse_util.flatten_dict
+_unflatten = traverse_util.unflatten_dict
 
 
 def partition_params(params: Mapping, trainable: Predicate

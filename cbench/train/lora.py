@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
+from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
 from cbench import _validate
@@ -99,25 +100,13 @@ def validate(rank: int, alpha: float, targets: str, *, prefix: str = "lora_",
 # Trees
 
 
-def flatten(tree: Mapping, prefix: tuple = ()) -> dict[tuple, Any]:
-  """``{path tuple: leaf}`` of a nested mapping."""
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(flatten(v, prefix + (str(k),)))
-    else:
-      out[prefix + (str(k),)] = v
-  return out
+def flatten(tree: Mapping) -> dict[tuple, Any]:
+  """``{path tuple: leaf}`` of a nested dict (`flax.traverse_util`)."""
+  return traverse_util.flatten_dict(tree)
 
 
 def unflatten(flat: Mapping[tuple, Any]) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    node = out
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return out
+  return traverse_util.unflatten_dict(flat)
 
 
 def input_axes(path: tuple) -> int:
