@@ -35,8 +35,6 @@ import os
 import struct
 from typing import Iterable, Sequence
 
-import sentencepiece as spm
-
 from cbench import _validate
 from cbench._validate import CbenchError
 from cbench.io import files
@@ -47,12 +45,11 @@ _BPE_FORMAT = "cbench-bpe-1"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(tokenizer_lib.SentencePieceModel):
   """A sentencepiece model with its own special ids (cbench interface)."""
 
   def __init__(self, model_proto: bytes):
-    self._proto = bytes(model_proto)
-    self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
+    super().__init__(model_proto)
     self.pad_id = self._sp.pad_id()
     self.unk_id = self._sp.unk_id()
     self.bos_id = self._sp.bos_id()
@@ -63,34 +60,6 @@ class SentencePieceTokenizer:
     self.newline_id = self._sp.piece_to_id("\n")
     _validate.check(self.newline_id != self.unk_id,
                     "Tokenizer model has no '\\n' piece.")
-    self.newline_ids, self.blank_line_ids = tokenizer_lib.newline_sets(
-        tokenizer_lib.sentencepiece_texts(self._sp))
-
-  @property
-  def vocab_size(self) -> int:
-    return self._sp.get_piece_size()
-
-  @property
-  def model_proto(self) -> bytes:
-    return self._proto
-
-  def encode(self, text: str, *, bos: bool = False,
-             eos: bool = False) -> list[int]:
-    return self._sp.encode(text, add_bos=bos, add_eos=eos)
-
-  def encode_batch(self, texts: Sequence[str], *, bos: bool = False,
-                   eos: bool = False) -> list[list[int]]:
-    return self._sp.encode(list(texts), add_bos=bos, add_eos=eos)
-
-  def decode(self, ids: Iterable[int]) -> str:
-    return self._sp.decode([int(i) for i in ids])
-
-  def id_to_piece(self, i: int) -> str:
-    return self._sp.id_to_piece(int(i))
-
-  def save(self, path: str) -> None:
-    with files.atomic_open(path, "wb") as f:
-      f.write(self._proto)
 
   @classmethod
   def load(cls, path: str) -> "SentencePieceTokenizer":

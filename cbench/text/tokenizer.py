@@ -81,27 +81,15 @@ def sentencepiece_texts(sp: spm.SentencePieceProcessor) -> list[str]:
   return out
 
 
-class Tokenizer:
-  """Wraps a `sentencepiece.SentencePieceProcessor` with fixed special ids."""
-
-  pad_id = PAD_ID
-  unk_id = UNK_ID
-  bos_id = BOS_ID
-  eos_id = EOS_ID
+class SentencePieceModel:
+  """A `sentencepiece.SentencePieceProcessor` behind cbench's tokenizer
+  interface: encode/decode, vocab_size, the serialized proto, and the sorted
+  `newline_ids` / `blank_line_ids` (hashable: usable as static decoder stop
+  ids). Subclasses fix and check the special ids."""
 
   def __init__(self, model_proto: bytes):
     self._proto = bytes(model_proto)
     self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
-    specials = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(),
-                self._sp.eos_id())
-    _validate.check(specials == (PAD_ID, UNK_ID, BOS_ID, EOS_ID),
-                    f"Tokenizer model has special ids (pad, unk, bos, eos) = "
-                    f"{specials}; expected (0, 1, 2, 3).")
-    self.newline_id = self._sp.piece_to_id(NEWLINE)
-    _validate.check(self.newline_id != UNK_ID,
-                    "Tokenizer model has no '\\n' piece; train it with "
-                    "cbench.text.tokenizer.train_sentencepiece.")
-    # Sorted tuples (hashable: usable as static decoder stop ids).
     self.newline_ids, self.blank_line_ids = newline_sets(
         sentencepiece_texts(self._sp))
 
@@ -133,6 +121,27 @@ class Tokenizer:
     """Writes the model file atomically."""
     with files.atomic_open(path, "wb") as f:
       f.write(self._proto)
+
+
+class Tokenizer(SentencePieceModel):
+  """cbench's own sentencepiece model, with fixed special ids."""
+
+  pad_id = PAD_ID
+  unk_id = UNK_ID
+  bos_id = BOS_ID
+  eos_id = EOS_ID
+
+  def __init__(self, model_proto: bytes):
+    super().__init__(model_proto)
+    specials = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(),
+                self._sp.eos_id())
+    _validate.check(specials == (PAD_ID, UNK_ID, BOS_ID, EOS_ID),
+                    f"Tokenizer model has special ids (pad, unk, bos, eos) = "
+                    f"{specials}; expected (0, 1, 2, 3).")
+    self.newline_id = self._sp.piece_to_id(NEWLINE)
+    _validate.check(self.newline_id != UNK_ID,
+                    "Tokenizer model has no '\\n' piece; train it with "
+                    "cbench.text.tokenizer.train_sentencepiece.")
 
   @classmethod
   def load(cls, path: str) -> "Tokenizer":
