@@ -37,8 +37,6 @@ import jax.numpy as jnp
 from cbench.models import transformer as tf
 from cbench.models.config import ModelConfig
 
-_NEG_INF = -1e30
-
 
 def rope(x: jax.Array, positions: jax.Array, base: float,
          scale: float = 1.0) -> jax.Array:
@@ -105,16 +103,7 @@ class Attention(nn.Module):
       key_pos = positions
     if not is_global and c.sliding_window:
       mask = mask & window_mask(positions, key_pos, c.sliding_window)
-    b, t = q.shape[:2]
-    groups = c.num_heads // c.num_kv_heads
-    q = q.reshape(b, t, c.num_kv_heads, groups, c.head_dim)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k,
-                        preferred_element_type=jnp.float32)
-    scores = scores * c.attn_scale
-    scores = jnp.where(mask[:, None, None], scores, _NEG_INF)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-    out = out.reshape(b, t, c.num_heads, c.head_dim)
+    out = tf.grouped_attention(q, k, v, mask, c.attn_scale)
     y = proj((c.d_model,), ("heads", "head_dim", "embed"), "o",
              1.0 / (2 * c.num_layers))(out)
     return y, kv

@@ -217,6 +217,29 @@ def _write(buffer: jax.Array, slots: jax.Array, values: jax.Array) -> jax.Array:
   return buffer.at[rows, slots].set(values.astype(buffer.dtype), mode="drop")
 
 
+def grouped_attention(q, k, v, mask, scale: float) -> jax.Array:
+  """Grouped-query softmax attention (float32 scores).
+
+  Args:
+    q: ``[B, T, H, D]``; k, v: ``[B, S, K, D]`` with H a multiple of K.
+    mask: ``[B, T, S]`` bool, True where a query may attend.
+    scale: multiplier of q.k.
+
+  Returns:
+    ``[B, T, H, D]`` in v's dtype.
+  """
+  b, t, heads, head_dim = q.shape
+  kv_heads = k.shape[2]
+  q = q.reshape(b, t, kv_heads, heads // kv_heads, head_dim)
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k,
+                      preferred_element_type=jnp.float32)
+  scores = scores * scale
+  scores = jnp.where(mask[:, None, None], scores, _NEG_INF)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+  return out.reshape(b, t, heads, head_dim)
+
+
 class Attention(nn.Module):
   """Grouped-query causal self-attention with RoPE."""
 
@@ -249,16 +272,7 @@ class Attention(nn.Module):
       k = _write(kv[0], slots, k)
       v = _write(kv[1], slots, v)
       kv = (k, v)
-    b, t = q.shape[:2]
-    groups = c.num_heads // c.num_kv_heads
-    q = q.reshape(b, t, c.num_kv_heads, groups, c.head_dim)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k,
-                        preferred_element_type=jnp.float32)
-    scores = scores * (1.0 / math.sqrt(c.head_dim))
-    scores = jnp.where(mask[:, None, None], scores, _NEG_INF)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-    out = out.reshape(b, t, c.num_heads, c.head_dim)
+    out = grouped_attention(q, k, v, mask, 1.0 / math.sqrt(c.head_dim))
     y = proj((c.d_model,), ("heads", "head_dim", "embed"), "o",
              1.0 / (2 * c.num_layers))(out)
     return y, kv
