@@ -208,30 +208,6 @@ class Options:
     return dataclasses.asdict(self)
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-  try:
-    if isinstance(default, bool):
-      if isinstance(value, str):
-        check(value.lower() in ("true", "false", "1", "0"),
-              f"Expected option {name}={value!r} to be true or false.")
-        return value.lower() in ("true", "1")
-      check(isinstance(value, (bool, int, np.integer)),
-            f"Expected option {name}={value!r} to be true or false.")
-      return bool(value)
-    if isinstance(default, int):
-      out = int(value)
-      check(float(value) == out, f"Expected an integer option {name}={value}.")
-      return out
-    if isinstance(default, float):
-      return float(value)
-    if isinstance(default, str):
-      check(isinstance(value, str), f"Expected a string option {name}.")
-      return value
-  except (TypeError, ValueError) as e:
-    raise CbenchError(f"Bad option {name}={value!r}: {e}") from e
-  return value
-
-
 def parse_options(config: api.SynthesisConfig) -> Options:
   """Validated `Options`; unknown names or bad values raise CbenchError."""
   fields = {f.name: f for f in dataclasses.fields(Options)}
@@ -239,7 +215,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   for name, value in config.options:
     check(name in fields, f"Unknown synthesis option {name!r} for method "
           f"{METHOD}; known: {sorted(fields)}.")
-    values[name] = _coerce(name, value, fields[name].default)
+    values[name] = api.coerce_option(name, value, fields[name].default)
   o = Options(**values)
   for name in ("steps", "seq_len", "pad_unit", "lora_rank", "max_new_tokens",
                "decode_batch", "checkpoint_every", "log_every"):

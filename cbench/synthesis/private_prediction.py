@@ -273,28 +273,6 @@ class Options:
     return _jsonable(dataclasses.asdict(self))
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-  try:
-    if isinstance(default, bool):
-      if isinstance(value, str):
-        check(value.lower() in ("true", "false", "1", "0"),
-              f"Expected option {name}={value!r} to be true or false.")
-        return value.lower() in ("true", "1")
-      return bool(value)
-    if isinstance(default, int):
-      out = int(value)
-      check(float(value) == out, f"Expected an integer option {name}={value}.")
-      return out
-    if isinstance(default, float):
-      return float(value)
-    if isinstance(default, tuple):
-      items = value.split(",") if isinstance(value, str) else list(value)
-      return tuple(int(x) for x in items)
-  except (TypeError, ValueError) as e:
-    raise CbenchError(f"Bad option {name}={value!r}: {e}") from e
-  return value
-
-
 def parse_options(config: api.SynthesisConfig) -> Options:
   """Validated `Options` of a config; unknown names raise CbenchError."""
   fields = {f.name: f for f in dataclasses.fields(Options)}
@@ -307,11 +285,12 @@ def parse_options(config: api.SynthesisConfig) -> Options:
       value = "" if value is None else str(value)
     elif name == "batch_size":
       if not (isinstance(value, str) and value == "auto"):
-        value = _coerce(name, value, 0)
+        value = api.coerce_option(name, value, 0)
     elif name == "num_batches":
-      value = None if value in (None, "None", "") else _coerce(name, value, 0)
+      value = (None if value in (None, "None", "")
+               else api.coerce_option(name, value, 0))
     else:
-      value = _coerce(name, value, default)
+      value = api.coerce_option(name, value, default)
     values[name] = value
   if values.get("batch_size") is None:
     values["batch_size"] = ("auto" if config.method == "private_prediction"
