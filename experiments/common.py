@@ -30,6 +30,24 @@ def setup_logging() -> None:
   log.propagate = False
 
 
+def model_or_dir(dir_flag: str, directory: str | None, model: str, *,
+                 required: bool = True) -> str | None:
+  """What `--model` / `--<dir_flag>` select: a pretrained name or a directory.
+
+  ``--model=tiny`` keeps the directory; a pretrained name replaces it.
+
+  Raises:
+    CbenchError: both given; neither given (when `required`).
+  """
+  if model != "tiny":
+    if directory:
+      raise CbenchError(f"Give --{dir_flag} or --model={model}, not both.")
+    return model
+  if required and not directory:
+    raise CbenchError(f"--{dir_flag} is required (or --model=<pretrained>).")
+  return directory
+
+
 def run(main: Callable[[list[str]], None]) -> None:
   def wrapped(argv):
     setup_logging()

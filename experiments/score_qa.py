@@ -14,7 +14,6 @@ per feature and per support bucket.
 
 from absl import flags
 
-from cbench._validate import CbenchError
 from cbench.harness import score
 from cbench.models import gguf_loader
 from experiments import common
@@ -31,13 +30,8 @@ flags.mark_flags_as_required(["release"])
 
 def main(argv):
   del argv
-  checkpoint = _CHECKPOINT.value
-  if _MODEL.value != "tiny":
-    if checkpoint:
-      raise CbenchError(f"Give --checkpoint or --model={_MODEL.value}, not both.")
-    checkpoint = _MODEL.value
-  if not checkpoint:
-    raise CbenchError("--checkpoint is required (or --model=<pretrained>).")
+  checkpoint = common.model_or_dir("checkpoint", _CHECKPOINT.value,
+                                  _MODEL.value)
   result = score.score_qa(_RELEASE.value, checkpoint, _SPLIT.value, _OUT.value)
   for split, s in result["splits"].items():
     print(f"{split}: exact {s['exact']['mean']:.3f} "

@@ -81,11 +81,8 @@ def parse_options(items: list[str]) -> tuple:
 def main(argv):
   if len(argv) > 1:
     raise CbenchError(f"Unexpected arguments: {argv[1:]}")
-  base = _BASE.value
-  if _MODEL.value != "tiny":
-    if base:
-      raise CbenchError(f"Give --base or --model={_MODEL.value}, not both.")
-    base = _MODEL.value
+  base = common.model_or_dir("base", _BASE.value, _MODEL.value,
+                             required=False)
   for name, value in (("release", _RELEASE.value), ("base", base),
                       ("method", _METHOD.value), ("out", _OUT.value)):
     if not value:

@@ -16,7 +16,6 @@ import json
 
 from absl import flags
 
-from cbench._validate import CbenchError
 from cbench.harness import finetune
 from cbench.harness import recipes
 from cbench.models import gguf_loader
@@ -39,13 +38,7 @@ flags.mark_flags_as_required(["corpus", "workdir"])
 
 def main(argv):
   del argv
-  base = _BASE.value
-  if _MODEL.value != "tiny":
-    if base:
-      raise CbenchError(f"Give --base or --model={_MODEL.value}, not both.")
-    base = _MODEL.value
-  if not base:
-    raise CbenchError("--base is required (or --model=<pretrained>).")
+  base = common.model_or_dir("base", _BASE.value, _MODEL.value)
   recipe = recipes.finetune_recipe(_RECIPE.value, base, _LORA_RANK.value)
   info = finetune.finetune(base, _CORPUS.value, _WORKDIR.value, recipe)
   print(json.dumps({"workdir": _WORKDIR.value, "train": info.get("train")}, indent=2))
