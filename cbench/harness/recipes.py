@@ -100,29 +100,31 @@ class HarnessConfig:
 _TINY_MODEL = (("d_model", 192), ("num_heads", 4), ("num_kv_heads", 4),
                ("head_dim", 48), ("mlp_dim", 768), ("max_len", 320))
 
+
+def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
+          finetune_lr: float) -> HarnessConfig:
+  """The tiny model, its pretraining data mix, and a step budget."""
+  return HarnessConfig(
+      name=name,
+      pretrain=PretrainConfig(
+          model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
+          pair_fraction=1.0, reading_fraction=0.5,
+          train=TrainRecipe(num_steps=pretrain_steps, batch_size=32,
+                            seq_len=256,
+                            optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
+      finetune=TrainRecipe(num_steps=finetune_steps, batch_size=32,
+                           seq_len=256, replay_fraction=0.25,
+                           optimizer=OptimizerConfig(
+                               peak_learning_rate=finetune_lr)))
+
+
 _RECIPES = {
     # CPU default (2 cores): see README "Harness" for measured accuracy/time.
-    "tiny": HarnessConfig(
-        name="tiny",
-        pretrain=PretrainConfig(
-            model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
-            pair_fraction=1.0, reading_fraction=0.5,
-            train=TrainRecipe(num_steps=1500, batch_size=32, seq_len=256,
-                              optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
-        finetune=TrainRecipe(num_steps=1000, batch_size=32, seq_len=256,
-                             replay_fraction=0.25,
-                             optimizer=OptimizerConfig(peak_learning_rate=1e-3))),
+    "tiny": _tiny("tiny", pretrain_steps=1500, finetune_steps=1000,
+                  finetune_lr=1e-3),
     # `make demo`: the tiny model on a CPU-sized budget (whole grid on 2 cores).
-    "demo": HarnessConfig(
-        name="demo",
-        pretrain=PretrainConfig(
-            model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
-            pair_fraction=1.0, reading_fraction=0.5,
-            train=TrainRecipe(num_steps=200, batch_size=32, seq_len=256,
-                              optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
-        finetune=TrainRecipe(num_steps=60, batch_size=32, seq_len=256,
-                             replay_fraction=0.25,
-                             optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
+    "demo": _tiny("demo", pretrain_steps=200, finetune_steps=60,
+                  finetune_lr=2e-3),
     # Unit tests: seconds, not accuracy.
     "micro": HarnessConfig(
         name="micro",
