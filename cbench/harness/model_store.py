@@ -5,8 +5,9 @@ Layout of a finished model directory ``W``::
   W/tokenizer.model      sentencepiece model (shared by base and fine-tunes)
   W/model_config.json    `ModelConfig` fields
   W/fewshot.json         public-world exemplars used by QA scoring
-  W/replay.npz           tokenized public-world pretraining rows (replayed
-                         during harness fine-tuning)
+  W/replay.npz           tokenized rows mixed into harness fine-tuning:
+                         the practice world (`pretrain.practice_texts`) or,
+                         without one, the public-world pretraining rows
   W/params/              final parameters (orbax)
   W/DONE.json            written last: what produced W (recipe, data sha256)
 
@@ -86,7 +87,7 @@ def save_replay(workdir: str, rows) -> None:
 
 
 def load_replay(workdir: str):
-  """The base model's public-world rows (`TokenRows`), or None."""
+  """The rows fine-tuning mixes in (`TokenRows`, see the layout), or None."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from cbench.train import text_data  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, "replay.npz")

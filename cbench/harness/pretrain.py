@@ -36,21 +36,24 @@ log = logging.getLogger("cbench")
 
 # Bumped when the pretraining data changes for an unchanged config, so a
 # base model built from older data is never mistaken for a current one.
-PRETRAIN_DATA_VERSION = 2
+PRETRAIN_DATA_VERSION = 3
 # Document styles of the copy world (same mix as the public world).
 _COPY_STYLES = release_lib.SIZES["demo"].style_mix
 _WORD = re.compile(r"\w+")
 
 
 def copy_world_documents(num_docs: int, rng: np.random.Generator,
-                         exclude_names: frozenset[str] = frozenset()
+                         exclude_names: frozenset[str] = frozenset(),
+                         lines: int | None = None
                          ) -> tuple[world_lib.World, list[tuple]]:
   """A fresh copy world and up to `num_docs` (text, names, facts) of it.
 
-  ~4 documents per creature (comparisons name two creatures, the rest one);
-  documents mentioning a word of `exclude_names` are dropped.
+  `lines` evolution lines of each length (6 creatures per `lines`); None
+  gives ~4 documents per creature (comparisons name two creatures, the rest
+  one). Documents mentioning a word of `exclude_names` are dropped.
   """
-  lines = max(1, -(-num_docs // 24))
+  if lines is None:
+    lines = max(1, -(-num_docs // 24))
   world = world_lib.generate_world(
       int(rng.integers(2**63)), lines_per_length={1: lines, 2: lines, 3: lines},
       sensitive_lines_per_length={1: 0, 2: 0, 3: 0},
@@ -135,6 +138,49 @@ def copy_world_pairs(num_pairs: int, seed: int,
   return out
 
 
+def practice_texts(num_docs: int, lines: int, qa_repeats: int, seed: int,
+                   exclude_names: frozenset[str] = frozenset(),
+                   pairs_per_block: int = 6) -> list[str]:
+  """Documents of a fresh PRACTICE world plus Q/A blocks about its creatures.
+
+  The fine-tuning recipe mixes these rows into every batch (the replay
+  rows), and the base model never trains on them. Fine-tuning therefore
+  learns two worlds at once: the corpus's creatures, from documents only,
+  and the practice creatures, from documents and questions. Answering the
+  practice questions forces facts read in documents to be stored so that a
+  question can retrieve them, which carries over to the corpus's creatures
+  ("mixed training"; without it a fine-tuned tiny model answers stat
+  questions with any fact of the creature). Public data only: fresh
+  creatures (public name slot, names of `exclude_names` skipped), so
+  nothing about a release is in them.
+
+  Args:
+    num_docs: practice documents (the release's style mix).
+    lines: evolution lines of each length (6 creatures per line count).
+    qa_repeats: reshuffled passes over all (creature, feature) questions.
+    seed: the practice world's seed.
+    exclude_names: names whose documents are dropped.
+    pairs_per_block: Q/A pairs per block.
+  """
+  if num_docs <= 0:
+    return []
+  rng = np.random.default_rng([seed, 0x9A])
+  world, docs = copy_world_documents(num_docs, rng, exclude_names, lines)
+  stated = sorted({(name, feature) for _, _, facts in docs
+                   for name, feature in facts})
+  by_name = world.by_name()
+  qa = [{"question": qa_lib.question_for(name, feature),
+         "answer": qa_lib.answer_for(by_name[name], feature)[0]}
+        for name, feature in stated if feature in world_lib.FEATURES]
+  blocks = prompts.qa_blocks(qa, pairs_per_block=pairs_per_block, seed=seed,
+                             repeats=qa_repeats)
+  return [text for text, _, _ in docs] + blocks
+
+
+def _public_names(world: release_lib.Release) -> frozenset[str]:
+  return frozenset(f[0] for d in world.corpus("train") for f in d["facts"])
+
+
 def pretraining_texts(world: release_lib.Release, config: PretrainConfig
                       ) -> tuple[list[str], list[dict]]:
   """Public-world documents, copy-world texts and Q/A blocks; the QA records.
@@ -145,7 +191,7 @@ def pretraining_texts(world: release_lib.Release, config: PretrainConfig
   """
   records = list(world.corpus("train"))
   docs = [d["text"] for d in records]
-  public_names = frozenset(f[0] for d in records for f in d["facts"])
+  public_names = _public_names(world)
   docs += copy_world_pairs(int(config.pair_fraction * len(records)),
                            config.train.seed, public_names)
   docs += copy_world_reading(int(config.reading_fraction * len(records)),
@@ -200,7 +246,16 @@ def pretrain_base(public_world_dir: str, workdir: str,
 
   rows = text_data.cached_rows(texts, tokenizer, config.train.seq_len,
                                os.path.join(workdir, "data"), "public")
-  model_store.save_replay(workdir, rows)
+  if config.practice_docs:
+    practice = practice_texts(
+        config.practice_docs, config.practice_lines,
+        config.practice_qa_repeats, config.train.seed + 1,
+        _public_names(world), config.qa_pairs_per_block)
+    model_store.save_replay(workdir, text_data.cached_rows(
+        practice, tokenizer, config.train.seq_len,
+        os.path.join(workdir, "data"), "practice"))
+  else:
+    model_store.save_replay(workdir, rows)
   mesh = mesh_lib.make_mesh()
   params = rules.init_params_sharded(None, model_cfg, mesh,
                                      jax.random.key(config.train.seed))
