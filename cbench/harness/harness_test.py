@@ -117,7 +117,7 @@ def test_model_dir_from_other_config_is_refused(micro_base_dir, tmp_path):
 
 def test_replay_rows_are_the_practice_world(micro_base_dir, public_world_dir):
   """Fine-tuning replays fresh practice creatures, never public-world ones."""
-  assert MICRO.pretrain.practice_docs
+  assert MICRO.pretrain.practice_size
   bundle = model_store.load(micro_base_dir)
   rows = model_store.load_replay(micro_base_dir)
   text = "\n".join(bundle.tokenizer.decode(
@@ -127,7 +127,7 @@ def test_replay_rows_are_the_practice_world(micro_base_dir, public_world_dir):
   assert "Q: " in text and "\nA: " in text
   assert not any(name in text for name in public)
   expected = pretrain.practice_texts(
-      MICRO.pretrain.practice_docs, MICRO.pretrain.practice_lines,
-      MICRO.pretrain.practice_qa_repeats, MICRO.pretrain.train.seed + 1,
+      MICRO.pretrain.practice_size, MICRO.pretrain.practice_qa_repeats,
+      MICRO.pretrain.train.seed + 1,
       public, MICRO.pretrain.qa_pairs_per_block)
   assert len(rows.lengths) == len(expected)

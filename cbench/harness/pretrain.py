@@ -43,17 +43,14 @@ _WORD = re.compile(r"\w+")
 
 
 def copy_world_documents(num_docs: int, rng: np.random.Generator,
-                         exclude_names: frozenset[str] = frozenset(),
-                         lines: int | None = None
+                         exclude_names: frozenset[str] = frozenset()
                          ) -> tuple[world_lib.World, list[tuple]]:
   """A fresh copy world and up to `num_docs` (text, names, facts) of it.
 
-  `lines` evolution lines of each length (6 creatures per `lines`); None
-  gives ~4 documents per creature (comparisons name two creatures, the rest
-  one). Documents mentioning a word of `exclude_names` are dropped.
+  ~4 documents per creature (comparisons name two creatures, the rest one);
+  documents mentioning a word of `exclude_names` are dropped.
   """
-  if lines is None:
-    lines = max(1, -(-num_docs // 24))
+  lines = max(1, -(-num_docs // 24))
   world = world_lib.generate_world(
       int(rng.integers(2**63)), lines_per_length={1: lines, 2: lines, 3: lines},
       sensitive_lines_per_length={1: 0, 2: 0, 3: 0},
@@ -138,10 +135,10 @@ def copy_world_pairs(num_pairs: int, seed: int,
   return out
 
 
-def practice_texts(num_docs: int, lines: int, qa_repeats: int, seed: int,
+def practice_texts(size: str, qa_repeats: int, seed: int,
                    exclude_names: frozenset[str] = frozenset(),
                    pairs_per_block: int = 6) -> list[str]:
-  """Documents of a fresh PRACTICE world plus Q/A blocks about its creatures.
+  """Corpus of a fresh PRACTICE world plus Q/A blocks about its creatures.
 
   The fine-tuning recipe mixes these rows into every batch (the replay
   rows), and the base model never trains on them. Fine-tuning therefore
@@ -150,31 +147,47 @@ def practice_texts(num_docs: int, lines: int, qa_repeats: int, seed: int,
   practice questions forces facts read in documents to be stored so that a
   question can retrieve them, which carries over to the corpus's creatures
   ("mixed training"; without it a fine-tuned tiny model answers stat
-  questions with any fact of the creature). Public data only: fresh
-  creatures (public name slot, names of `exclude_names` skipped), so
-  nothing about a release is in them.
+  questions with any fact of the creature).
+
+  The practice world is a release of size `size` made by the release
+  generator itself (same styles, coverage and lab dossiers), but with
+  public-slot names and its own seed, so nothing about any release is in
+  it. Questions cover every stated feature of its non-sensitive creatures,
+  like a release's public QA. Documents naming a word of `exclude_names`
+  (the public world's creatures) are dropped.
 
   Args:
-    num_docs: practice documents (the release's style mix).
-    lines: evolution lines of each length (6 creatures per line count).
-    qa_repeats: reshuffled passes over all (creature, feature) questions.
+    size: a `release.SIZES` name ('demo': 36 creatures, ~5,400 documents).
+    qa_repeats: reshuffled passes over the questions.
     seed: the practice world's seed.
     exclude_names: names whose documents are dropped.
     pairs_per_block: Q/A pairs per block.
   """
-  if num_docs <= 0:
-    return []
-  rng = np.random.default_rng([seed, 0x9A])
-  world, docs = copy_world_documents(num_docs, rng, exclude_names, lines)
-  stated = sorted({(name, feature) for _, _, facts in docs
-                   for name, feature in facts})
+  spec = release_lib.SIZES[size]
+  config = release_lib.ReleaseConfig(
+      track="geminon", release_id="practice", size=size,
+      seed=int(np.random.default_rng([seed, 0x9A]).integers(2**63)),
+      min_support=0)
+  n, k = spec.lines_per_length, spec.sensitive_lines_per_length
+  world = world_lib.generate_world(
+      np.random.default_rng([config.seed, 0]).integers(2**63),
+      lines_per_length={1: n, 2: n, 3: n},
+      sensitive_lines_per_length={1: k, 2: k, 3: k},
+      name_slot=names_lib.PUBLIC_SLOT)
+  docs = [doc for shard in range(release_lib.num_shards(config, world))
+          for doc in release_lib.generate_shard(config, world, shard)]
+  docs = [d for d in docs
+          if not exclude_names.intersection(_WORD.findall(d["text"]))]
   by_name = world.by_name()
+  stated = sorted({(name, feature) for d in docs for name, feature in d["facts"]
+                   if feature in world_lib.FEATURES
+                   and not by_name[name].sensitive})
   qa = [{"question": qa_lib.question_for(name, feature),
          "answer": qa_lib.answer_for(by_name[name], feature)[0]}
-        for name, feature in stated if feature in world_lib.FEATURES]
+        for name, feature in stated]
   blocks = prompts.qa_blocks(qa, pairs_per_block=pairs_per_block, seed=seed,
                              repeats=qa_repeats)
-  return [text for text, _, _ in docs] + blocks
+  return [d["text"] for d in docs] + blocks
 
 
 def _public_names(world: release_lib.Release) -> frozenset[str]:
@@ -246,10 +259,10 @@ def pretrain_base(public_world_dir: str, workdir: str,
 
   rows = text_data.cached_rows(texts, tokenizer, config.train.seq_len,
                                os.path.join(workdir, "data"), "public")
-  if config.practice_docs:
+  if config.practice_size:
     practice = practice_texts(
-        config.practice_docs, config.practice_lines,
-        config.practice_qa_repeats, config.train.seed + 1,
+        config.practice_size, config.practice_qa_repeats,
+        config.train.seed + 1,
         _public_names(world), config.qa_pairs_per_block)
     model_store.save_replay(workdir, text_data.cached_rows(
         practice, tokenizer, config.train.seq_len,

@@ -69,34 +69,38 @@ def _qa_lines(texts):
         yield q[3:], a[3:]
 
 
+def _practice(**kw):
+  return pretrain.practice_texts("demo", qa_repeats=2, seed=7, **kw)
+
+
 def test_practice_texts_ask_about_their_own_documents():
-  texts = pretrain.practice_texts(120, lines=1, qa_repeats=2, seed=7)
-  assert texts == pretrain.practice_texts(120, lines=1, qa_repeats=2, seed=7)
-  assert texts != pretrain.practice_texts(120, lines=1, qa_repeats=2, seed=8)
+  texts = _practice()
+  assert texts == _practice()
+  assert texts != pretrain.practice_texts("demo", qa_repeats=2, seed=8)
   docs = [t for t in texts if not t.startswith("Q: ")]
   pairs = list(_qa_lines(t for t in texts if t.startswith("Q: ")))
-  assert len(docs) >= 110  # A few may be dropped, never multiplied.
-  # One world of 6 creatures: every creature has many documents and every
-  # question asks about a creature its documents name.
+  # A demo-size release of fresh creatures: ~5,400 documents, questions
+  # about its 30 public creatures (not the 6 sensitive ones, which only
+  # lab dossiers describe), each named by many documents.
+  assert 5000 <= len(docs) <= 5500
   creatures = {q.rstrip("?").split()[-1] for q, _ in pairs}
-  assert len(creatures) == 6
+  assert len(creatures) == 30
   for name in creatures:
-    assert sum(name in d for d in docs) >= 10, name
-  # Each stated (creature, feature) is asked qa_repeats times, with one
+    assert sum(name in d for d in docs) >= 50, name
+  # Each (creature, feature) is asked qa_repeats times, always with one
   # answer; most answers appear verbatim in the documents.
   counts = collections.Counter(pairs)
   assert set(counts.values()) == {2}
-  assert len({q for q, _ in pairs}) == len(counts)
+  assert len({q for q, _ in pairs}) == len(counts) >= 30 * 12
   all_docs = "\n".join(docs)
   verbatim = sum(a in all_docs for _, a in counts)
   assert verbatim >= 0.8 * len(counts), (verbatim, len(counts))
 
 
-def test_practice_texts_skip_excluded_names_and_can_be_off():
-  assert pretrain.practice_texts(0, lines=1, qa_repeats=1, seed=0) == []
-  texts = pretrain.practice_texts(60, lines=1, qa_repeats=1, seed=7)
+def test_practice_texts_skip_excluded_names():
+  texts = _practice()
   names = sorted({q.rstrip("?").split()[-1] for q, _ in _qa_lines(texts)})
   banned = frozenset(names[:2])
-  kept = pretrain.practice_texts(60, lines=1, qa_repeats=1, seed=7,
-                                 exclude_names=banned)
-  assert kept and not any(n in t for t in kept for n in banned)
+  kept = _practice(exclude_names=banned)
+  assert len(kept) < len(texts)
+  assert not any(n in t for t in kept for n in banned)

@@ -35,10 +35,9 @@ class PretrainConfig:
   pair_fraction: float = 0.5     # Copy-world document pairs, per document.
   reading_fraction: float = 0.0  # Copy-world document + Q/A texts, per doc.
   num_shots: int = 7             # Few-shot exemplars stored for scoring.
-  # The practice world replayed in fine-tuning (`pretrain.practice_texts`);
-  # practice_docs=0 replays the public-world pretraining rows instead.
-  practice_docs: int = 0
-  practice_lines: int = 6        # Lines per length: 6 -> 36 creatures.
+  # The practice world replayed in fine-tuning (`pretrain.practice_texts`,
+  # a `release.SIZES` name); "" replays the public-world pretraining rows.
+  practice_size: str = ""
   practice_qa_repeats: int = 16
 
   def to_dict(self) -> dict:
@@ -110,16 +109,16 @@ def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
           finetune_lr: float) -> HarnessConfig:
   """The tiny model, its pretraining data mix, and a step budget.
 
-  Fine-tuning batches are half corpus rows, half practice-world rows
-  (~4,900 documents about 36 fresh creatures plus 16 passes of Q/A about
-  them; `pretrain.practice_texts`).
+  Fine-tuning batches are half corpus rows, half practice-world rows (a
+  demo-size release of fresh creatures, ~5,400 documents, plus 16 passes of
+  Q/A about its 30 public creatures; `pretrain.practice_texts`).
   """
   return HarnessConfig(
       name=name,
       pretrain=PretrainConfig(
           model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
           pair_fraction=1.0, reading_fraction=0.5,
-          practice_docs=4900, practice_lines=6, practice_qa_repeats=16,
+          practice_size="demo", practice_qa_repeats=16,
           train=TrainRecipe(num_steps=pretrain_steps, batch_size=32,
                             seq_len=256,
                             optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
@@ -132,17 +131,17 @@ def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
 _RECIPES = {
     # CPU default (2 cores): see README "Harness" for measured accuracy/time.
     "tiny": _tiny("tiny", pretrain_steps=500, finetune_steps=450,
-                  finetune_lr=3e-3),
+                  finetune_lr=5e-3),
     # `make demo`: the tiny model on a CPU-sized budget (whole grid on 2 cores).
     "demo": _tiny("demo", pretrain_steps=200, finetune_steps=60,
-                  finetune_lr=2e-3),
+                  finetune_lr=5e-3),
     # Unit tests: seconds, not accuracy.
     "micro": HarnessConfig(
         name="micro",
         pretrain=PretrainConfig(
             model="micro", vocab_size=400, qa_repeats=1,
             model_overrides=(("max_len", 512),),
-            practice_docs=60, practice_lines=1, practice_qa_repeats=1,
+            practice_size="demo", practice_qa_repeats=1,
             train=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
                               log_every=2, checkpoint_every=2)),
         finetune=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
