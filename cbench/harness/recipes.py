@@ -106,7 +106,7 @@ _TINY_MODEL = (("d_model", 192), ("num_heads", 4), ("num_kv_heads", 4),
 
 
 def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
-          finetune_lr: float) -> HarnessConfig:
+          finetune_lr: float, finetune_batch_size: int = 32) -> HarnessConfig:
   """The tiny model, its pretraining data mix, and a step budget.
 
   Fine-tuning batches are half corpus rows, half practice-world rows (a
@@ -122,7 +122,8 @@ def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
           train=TrainRecipe(num_steps=pretrain_steps, batch_size=32,
                             seq_len=256,
                             optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
-      finetune=TrainRecipe(num_steps=finetune_steps, batch_size=32,
+      finetune=TrainRecipe(num_steps=finetune_steps,
+                           batch_size=finetune_batch_size,
                            seq_len=256, replay_fraction=0.5,
                            optimizer=OptimizerConfig(
                                peak_learning_rate=finetune_lr)))
@@ -130,8 +131,11 @@ def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
 
 _RECIPES = {
     # CPU default (2 cores): see README "Harness" for measured accuracy/time.
-    "tiny": _tiny("tiny", pretrain_steps=500, finetune_steps=450,
-                  finetune_lr=5e-3),
+    # Fine-tuning: 900 steps of 16 x 256 tokens (~9 min on 2 cores); twice
+    # the updates of 450 x 32 in the same tokens lifted public-test exact
+    # match from 80-86% to 91-93% on the demo release (README "Status").
+    "tiny": _tiny("tiny", pretrain_steps=500, finetune_steps=900,
+                  finetune_lr=5e-3, finetune_batch_size=16),
     # `make demo`: the tiny model on a CPU-sized budget (whole grid on 2 cores).
     "demo": _tiny("demo", pretrain_steps=200, finetune_steps=60,
                   finetune_lr=5e-3),
