@@ -177,14 +177,16 @@ def public_world_config(track: str = "geminon") -> ReleaseConfig:
                        min_support=PUBLIC_WORLD.min_support)
 
 
-def make_world(config: ReleaseConfig) -> world_lib.World:
+def make_world(config: ReleaseConfig,
+               name_slot: Optional[int] = None) -> world_lib.World:
+  """The world of `config`; `name_slot` overrides the config's name slot."""
   spec = config.spec
   n, k = spec.lines_per_length, spec.sensitive_lines_per_length
   return world_lib.generate_world(
       np.random.default_rng([config.seed, 0]).integers(2**63),
       lines_per_length={1: n, 2: n, 3: n},
       sensitive_lines_per_length={1: k, 2: k, 3: k},
-      name_slot=config.name_slot)
+      name_slot=config.name_slot if name_slot is None else name_slot)
 
 
 def _style_counts(total: int, mix) -> dict[str, int]:

@@ -123,7 +123,7 @@ def test_replay_rows_are_the_practice_world(micro_base_dir, public_world_dir):
   text = "\n".join(bundle.tokenizer.decode(
       [int(t) for t in row[:n]]) for row, n in zip(rows.tokens, rows.lengths))
   public = pretrain._public_names(  # pylint: disable=protected-access
-      pretrain.release_lib.load_release(public_world_dir))
+      pretrain.release_lib.load_release(public_world_dir).corpus("train"))
   assert "Q: " in text and "\nA: " in text
   assert not any(name in text for name in public)
   expected = pretrain.practice_texts(

@@ -163,17 +163,11 @@ def practice_texts(size: str, qa_repeats: int, seed: int,
     exclude_names: names whose documents are dropped.
     pairs_per_block: Q/A pairs per block.
   """
-  spec = release_lib.SIZES[size]
   config = release_lib.ReleaseConfig(
       track="geminon", release_id="practice", size=size,
       seed=int(np.random.default_rng([seed, 0x9A]).integers(2**63)),
       min_support=0)
-  n, k = spec.lines_per_length, spec.sensitive_lines_per_length
-  world = world_lib.generate_world(
-      np.random.default_rng([config.seed, 0]).integers(2**63),
-      lines_per_length={1: n, 2: n, 3: n},
-      sensitive_lines_per_length={1: k, 2: k, 3: k},
-      name_slot=names_lib.PUBLIC_SLOT)
+  world = release_lib.make_world(config, name_slot=names_lib.PUBLIC_SLOT)
   docs = [doc for shard in range(release_lib.num_shards(config, world))
           for doc in release_lib.generate_shard(config, world, shard)]
   docs = [d for d in docs
@@ -182,16 +176,16 @@ def practice_texts(size: str, qa_repeats: int, seed: int,
   stated = sorted({(name, feature) for d in docs for name, feature in d["facts"]
                    if feature in world_lib.FEATURES
                    and not by_name[name].sensitive})
-  qa = [{"question": qa_lib.question_for(name, feature),
-         "answer": qa_lib.answer_for(by_name[name], feature)[0]}
+  qa = [qa_lib.question_record(by_name[name], feature, ())
         for name, feature in stated]
   blocks = prompts.qa_blocks(qa, pairs_per_block=pairs_per_block, seed=seed,
                              repeats=qa_repeats)
   return [d["text"] for d in docs] + blocks
 
 
-def _public_names(world: release_lib.Release) -> frozenset[str]:
-  return frozenset(f[0] for d in world.corpus("train") for f in d["facts"])
+def _public_names(records) -> frozenset[str]:
+  """Creature names of public-world corpus records (their `facts`)."""
+  return frozenset(f[0] for d in records for f in d["facts"])
 
 
 def pretraining_texts(world: release_lib.Release, config: PretrainConfig
@@ -204,7 +198,7 @@ def pretraining_texts(world: release_lib.Release, config: PretrainConfig
   """
   records = list(world.corpus("train"))
   docs = [d["text"] for d in records]
-  public_names = _public_names(world)
+  public_names = _public_names(records)
   docs += copy_world_pairs(int(config.pair_fraction * len(records)),
                            config.train.seed, public_names)
   docs += copy_world_reading(int(config.reading_fraction * len(records)),
@@ -263,7 +257,7 @@ def pretrain_base(public_world_dir: str, workdir: str,
     practice = practice_texts(
         config.practice_size, config.practice_qa_repeats,
         config.train.seed + 1,
-        _public_names(world), config.qa_pairs_per_block)
+        _public_names(world.corpus("train")), config.qa_pairs_per_block)
     model_store.save_replay(workdir, text_data.cached_rows(
         practice, tokenizer, config.train.seq_len,
         os.path.join(workdir, "data"), "practice"))
