@@ -4,6 +4,9 @@ r"""Runs the benchmark grid: synthesis -> standard fine-tune -> QA scoring.
       --methods=public_only,private_prediction,invisible_ink,cluster_median,dp_finetune \
       --epsilons=1,10,100,inf --workdir=W
 
+  # One method at its own grid (here: also its non-private run):
+  python -m experiments.run_benchmark ... --epsilons=10 --method_epsilons=dp_finetune=10,inf
+
   # A researcher's own synthetic corpus through the same harness:
   python -m experiments.run_benchmark --release=DIR --synthetic=mine.jsonl \
       [--ledger=mine.ledger.json] --workdir=W
@@ -26,6 +29,10 @@ _RELEASE = flags.DEFINE_string("release", None, "Release directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Benchmark working directory.")
 _METHODS = flags.DEFINE_list("methods", [], "Synthesis methods.")
 _EPSILONS = flags.DEFINE_list("epsilons", [], "Target epsilons (inf allowed).")
+_METHOD_EPSILONS = flags.DEFINE_multi_string(
+    "method_epsilons", [],
+    "METHOD=EPS,EPS,...: this method's own epsilon grid instead of --epsilons "
+    "(repeatable), e.g. dp_finetune=10,inf.")
 _NUM_DOCS = flags.DEFINE_integer("num_docs", 200, "Synthetic documents per cell.")
 _DELTA = flags.DEFINE_float("delta", None, "Target delta (default: each method's, < 1/n).")
 _RECIPE = flags.DEFINE_enum("recipe", "tiny", list(recipes.RECIPE_NAMES), "Harness recipe.")
@@ -39,14 +46,25 @@ _SEED = flags.DEFINE_integer("seed", 0, "Synthesis seed.")
 flags.mark_flags_as_required(["release", "workdir"])
 
 
-def _parse_epsilons(values):
+def _parse_epsilons(values, flag="--epsilons"):
   out = []
   for v in values:
     try:
       eps = math.inf if v.strip().lower() in ("inf", "infinity") else float(v)
     except ValueError as e:
-      raise CbenchError(f"--epsilons: {v!r} is not a number or 'inf'.") from e
+      raise CbenchError(f"{flag}: {v!r} is not a number or 'inf'.") from e
     out.append(eps)
+  return tuple(out)
+
+
+def _parse_method_epsilons(values):
+  out = []
+  for v in values:
+    method, sep, grid = v.partition("=")
+    if not sep or not method.strip() or not grid.strip():
+      raise CbenchError(f"--method_epsilons: {v!r} is not METHOD=EPS,EPS,...")
+    out.append((method.strip(), _parse_epsilons(
+        grid.split(","), f"--method_epsilons={method.strip()}")))
   return tuple(out)
 
 
@@ -54,7 +72,9 @@ def main(argv):
   del argv
   config = runner.BenchmarkConfig(
       release_dir=_RELEASE.value, methods=tuple(_METHODS.value),
-      epsilons=_parse_epsilons(_EPSILONS.value), num_docs=_NUM_DOCS.value,
+      epsilons=_parse_epsilons(_EPSILONS.value),
+      method_epsilons=_parse_method_epsilons(_METHOD_EPSILONS.value),
+      num_docs=_NUM_DOCS.value,
       delta=_DELTA.value, recipe=_RECIPE.value, base_dir=_BASE.value,
       public_world_dir=_PUBLIC_WORLD.value, synthetic=_SYNTHETIC.value,
       ledger=_LEDGER.value, reference_rows=not _NO_REFERENCE.value,

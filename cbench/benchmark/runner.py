@@ -68,6 +68,9 @@ class BenchmarkConfig:
     ledger: its privacy ledger; without one the row says "ε not verified".
     reference_rows: include the base model and the real-data fine-tune.
     method_options: per-method overrides, ``((method, ((k, v), ...)), ...)``.
+    method_epsilons: per-method ε grids that replace `epsilons` for that
+      method, ``((method, (eps, ...)), ...)`` (e.g. the non-private run of
+      one method only: ``(("dp_finetune", (10.0, inf)),)``).
     seed: synthesis randomness.
   """
   release_dir: str
@@ -82,7 +85,14 @@ class BenchmarkConfig:
   ledger: str | None = None
   reference_rows: bool = True
   method_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+  method_epsilons: tuple[tuple[str, tuple[float, ...]], ...] = ()
   seed: int = 0
+
+  def grid(self, method: str) -> tuple[float, ...]:
+    """The ε values `method` runs at (`public_only`: once, at ε = 0)."""
+    if method == "public_only":
+      return (0.0,)
+    return tuple(dict(self.method_epsilons).get(method, self.epsilons))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +131,7 @@ def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
     cells.append(Cell("base", "base", None, {**common, "kind": "base"}))
     cells.append(Cell("real", "real", math.inf, {**common, "kind": "real"}))
   for method in config.methods:
-    grid = (0.0,) if method == "public_only" else config.epsilons
-    for eps in grid:
+    for eps in config.grid(method):
       eps_req = math.inf if method == "public_only" else eps
       syn = _synthesis_config(config, method, eps_req)
       cells.append(Cell(f"{method}-eps{_eps_name(eps)}", method, eps,
@@ -142,11 +151,15 @@ def validate(config: BenchmarkConfig) -> release_lib.Release:
   recipes.get_harness_config(config.recipe)
   for m in config.methods:
     _validate.one_of("method", m, synthesis_api.METHODS)
-  if any(m != "public_only" for m in config.methods):
-    _validate.check(len(config.epsilons) > 0, "Expected at least one --epsilons value.")
+  for m, _ in config.method_epsilons:
+    _validate.check(m in config.methods,
+                    f"method_epsilons names {m!r}, which is not in --methods.")
+  for m in config.methods:
+    _validate.check(m == "public_only" or len(config.grid(m)) > 0,
+                    f"Expected at least one --epsilons value for method {m}.")
   num_records = release.manifest["documents"]["by_split"]["train"]
   for m in config.methods:
-    for eps in ((math.inf,) if m == "public_only" else config.epsilons):
+    for eps in ((math.inf,) if m == "public_only" else config.grid(m)):
       syn = _synthesis_config(config, m, eps)
       synthesis_api.check_request(syn)
       synthesis_api.check_feasible(syn, num_records)

@@ -94,6 +94,15 @@ def test_plot_series_count_follows_methods(tmp_path):
   assert report.markdown_table(rows).count("\n") == 2 + len(rows)
 
 
+def test_method_epsilons_replace_the_grid_of_one_method():
+  config = runner.BenchmarkConfig(
+      release_dir="unused", methods=("public_only", "private_prediction", "dp_finetune"),
+      epsilons=(1.0, 10.0), method_epsilons=(("dp_finetune", (10.0, math.inf)),))
+  assert config.grid("public_only") == (0.0,)
+  assert config.grid("private_prediction") == (1.0, 10.0)
+  assert config.grid("dp_finetune") == (10.0, math.inf)
+
+
 def test_bad_input_fails_before_compute(demo_release_dir, micro_base_dir, tmp_path):
   workdir = tmp_path / "w"
   bad = tmp_path / "mine.jsonl"
@@ -104,6 +113,10 @@ def test_bad_input_fails_before_compute(demo_release_dir, micro_base_dir, tmp_pa
       (_config(demo_release_dir, micro_base_dir, epsilons=(1e-9,)), "epsilon"),
       (_config(demo_release_dir, micro_base_dir, epsilons=(-1.0,)), "epsilon"),
       (_config(str(tmp_path / "missing"), micro_base_dir), "not found"),
+      (_config(demo_release_dir, micro_base_dir,
+               method_epsilons=(("dp_finetune", (math.inf,)),)), "not in --methods"),
+      (_config(demo_release_dir, micro_base_dir,
+               method_epsilons=(("private_prediction", (1e-9,)),)), "epsilon"),
   ]
   for config, message in cases:
     with pytest.raises(CbenchError, match=message):
