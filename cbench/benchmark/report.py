@@ -147,3 +147,45 @@ have no verifiable ledger. Ex-post ε is data-dependent and reported separately.
 <pre>{html.escape(datasheet)}</pre>
 </body></html>
 """
+
+
+def story_lines(rows: Sequence[Mapping]) -> list[str]:
+  """The benchmark's story read off the rows, one line per claim.
+
+  Public-test exact match (in %) of the base model, the real-corpus
+  fine-tune (the non-private upper bound), the synthetic rows at ε = ∞
+  and at finite ε > 0, and the largest sensitive-test exact match of a
+  DP row next to the base model's (sensitive facts should stay at the
+  base model's level under DP). Rows that are missing are skipped.
+  """
+  def pub(r):
+    return 100 * r["public_test_exact"]["mean"]
+
+  def sens(r):
+    return 100 * r["sensitive_test_exact"]["mean"]
+
+  def is_inf(eps):
+    return isinstance(eps, str) or (eps is not None and math.isinf(eps))
+
+  by_method = {r["method"]: r for r in rows if r["method"] in REFERENCE_METHODS}
+  synthetic = [r for r in rows if r["method"] not in REFERENCE_METHODS + ("own",)]
+  lines = []
+  base = by_method.get("base")
+  if base:
+    lines.append(f"base model: {pub(base):.1f}% public-test exact match")
+  if "real" in by_method:
+    lines.append(f"real corpus (non-private upper bound): {pub(by_method['real']):.1f}%")
+  for r in synthetic:
+    if is_inf(r.get("epsilon")):
+      lines.append(f"{r['method']} at ε=∞ (no privacy): {pub(r):.1f}%")
+  dp = [r for r in synthetic
+        if r.get("epsilon") not in (None, 0, 0.0) and not is_inf(r.get("epsilon"))]
+  if dp:
+    best = max(dp, key=pub)
+    lines.append(f"DP rows (ε={', '.join(sorted({_eps_label(r['epsilon']) for r in dp}))}): "
+                 f"{min(map(pub, dp)):.1f}–{pub(best):.1f}% (best: {best['method']} "
+                 f"at ε={_eps_label(best['epsilon'])})")
+    worst = max(dp, key=sens)
+    lines.append(f"sensitive facts under DP: at most {sens(worst):.1f}% "
+                 f"({worst['method']})" + (f" vs base {sens(base):.1f}%" if base else ""))
+  return lines

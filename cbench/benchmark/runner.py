@@ -67,7 +67,9 @@ class BenchmarkConfig:
       (or besides) the grid.
     ledger: its privacy ledger; without one the row says "ε not verified".
     reference_rows: include the base model and the real-data fine-tune.
-    method_options: per-method overrides, ``((method, ((k, v), ...)), ...)``.
+    method_options: per-method overrides, ``((method, ((k, v), ...)), ...)``:
+      the method's options, and ``num_docs`` (that method's documents per
+      cell instead of `num_docs`).
     method_epsilons: per-method ε grids that replace `epsilons` for that
       method, ``((method, (eps, ...)), ...)`` (e.g. the non-private run of
       one method only: ``(("dp_finetune", (10.0, inf)),)``).
@@ -114,10 +116,11 @@ def _eps_name(eps: float) -> str:
 
 def _synthesis_config(config: BenchmarkConfig, method: str, eps: float
                       ) -> synthesis_api.SynthesisConfig:
+  options = dict(dict(config.method_options).get(method, ()))
+  num_docs = options.pop("num_docs", config.num_docs)
   return synthesis_api.SynthesisConfig(
       method=method, epsilon=eps, delta=config.delta,
-      num_docs=config.num_docs, seed=config.seed,
-      options=dict(config.method_options).get(method, ()))
+      num_docs=num_docs, seed=config.seed, options=tuple(options.items()))
 
 
 def plan_cells(config: BenchmarkConfig, release: release_lib.Release,

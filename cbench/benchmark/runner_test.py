@@ -103,6 +103,39 @@ def test_method_epsilons_replace_the_grid_of_one_method():
   assert config.grid("dp_finetune") == (10.0, math.inf)
 
 
+def test_method_options_may_set_num_docs():
+  config = runner.BenchmarkConfig(
+      release_dir="unused", methods=("private_prediction", "dp_finetune"),
+      epsilons=(10.0,), num_docs=32,
+      method_options=(("dp_finetune", (("num_docs", 128), ("steps", 5))),))
+  dp = runner._synthesis_config(config, "dp_finetune", 10.0)
+  assert dp.num_docs == 128 and dict(dp.options) == {"steps": 5}
+  assert runner._synthesis_config(config, "private_prediction", 10.0).num_docs == 32
+
+
+def test_story_lines_read_the_rows():
+  def acc(p):
+    return {"mean": p, "low": p, "high": p, "n": 40}
+  rows = [{"method": "base", "epsilon": None, "public_test_exact": acc(0.0),
+           "sensitive_test_exact": acc(0.025)},
+          {"method": "real", "epsilon": "inf", "public_test_exact": acc(0.45),
+           "sensitive_test_exact": acc(0.0)},
+          {"method": "public_only", "epsilon": 0.0, "public_test_exact": acc(0.0),
+           "sensitive_test_exact": acc(0.0)},
+          {"method": "dp_finetune", "epsilon": 10.0, "public_test_exact": acc(0.05),
+           "sensitive_test_exact": acc(0.05)},
+          {"method": "private_prediction", "epsilon": 10.0, "public_test_exact": acc(0.0),
+           "sensitive_test_exact": acc(0.0)},
+          {"method": "dp_finetune", "epsilon": "inf", "public_test_exact": acc(0.2),
+           "sensitive_test_exact": acc(0.0)}]
+  assert report.story_lines(rows) == [
+      "base model: 0.0% public-test exact match",
+      "real corpus (non-private upper bound): 45.0%",
+      "dp_finetune at ε=∞ (no privacy): 20.0%",
+      "DP rows (ε=10): 0.0–5.0% (best: dp_finetune at ε=10)",
+      "sensitive facts under DP: at most 5.0% (dp_finetune) vs base 2.5%"]
+
+
 def test_bad_input_fails_before_compute(demo_release_dir, micro_base_dir, tmp_path):
   workdir = tmp_path / "w"
   bad = tmp_path / "mine.jsonl"

@@ -106,6 +106,8 @@ class SizeSpec:
 
 
 SIZES: Mapping[str, SizeSpec] = {
+    # `make demo`'s grid on 2 CPU cores: 6 public + 6 sensitive creatures.
+    "mini": SizeSpec(2, 1, 1100, _MIX_SMALL, 20, 4),
     "demo": SizeSpec(6, 1, 5400, _MIX_SMALL, 20, 4),
     "small": SizeSpec(100, 20, 200_000, _MIX_SMALL, 100, 4),
     "medium": SizeSpec(100, 20, 1_000_000, _MIX_MEDIUM, 100, 4),

@@ -72,7 +72,8 @@ Privacy
   and of the update: post-processing, DP) and ``run.json`` binding the
   directory to the ledger's configuration hash. The checkpoints are DP
   (post-processing of the charged steps) but are not part of the release.
-* Sampling: ``num_docs`` documents at temperature 1.0 from the fine-tuned
+* Sampling: ``num_docs`` documents at temperature ``temperature`` (option,
+  default 1.0) from the fine-tuned
   model, prompt ``[bos]``, ending at EOS or ``max_new_tokens``, through the
   shared decoder in calls of a fixed shape (``decode_batch`` rows; the last
   call is padded and its extra streams dropped). Post-processing of the DP
@@ -175,6 +176,8 @@ class Options:
       needing more is infeasible [50.0].
     calibration_seconds: time limit of the sigma search [300.0].
     max_new_tokens: most tokens per synthetic document [160].
+    temperature: sampling temperature of the fine-tuned generator (> 0;
+      post-processing of the DP model, no privacy cost) [1.0].
     decode_batch: documents per decoder call (fixed shape) [64].
     checkpoint_every: steps between checkpoints [50].
     log_every: steps between metrics lines [10].
@@ -199,6 +202,7 @@ class Options:
   max_noise_multiplier: float = 50.0
   calibration_seconds: float = 300.0
   max_new_tokens: int = 160
+  temperature: float = 1.0
   decode_batch: int = 64
   checkpoint_every: int = 50
   log_every: int = 10
@@ -222,7 +226,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
     check(getattr(o, name) >= 1,
           f"Expected option {name}={getattr(o, name)} >= 1.")
   for name in ("batch_size", "clip_norm", "learning_rate", "lora_alpha",
-               "max_noise_multiplier", "calibration_seconds"):
+               "max_noise_multiplier", "calibration_seconds", "temperature"):
     _validate.positive(f"option {name}", getattr(o, name))
     _validate.finite(f"option {name}", getattr(o, name))
   check(0.0 <= o.warmup_fraction < 1.0,
@@ -624,9 +628,9 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
 
 def sample_documents(params: PyTree, model_config: config_lib.ModelConfig,
                      tokenizer, num_docs: int, max_new_tokens: int,
-                     decode_batch: int, key: jax.Array, mesh=None
-                     ) -> list[str]:
-  """`num_docs` texts at temperature 1 from ``[bos]``; fixed call shape."""
+                     decode_batch: int, key: jax.Array, mesh=None,
+                     temperature: float = 1.0) -> list[str]:
+  """`num_docs` texts at `temperature` from ``[bos]``; fixed call shape."""
   check(max_new_tokens + 1 <= model_config.max_len,
         f"Option max_new_tokens={max_new_tokens} + 1 exceeds the model's "
         f"max_len={model_config.max_len}.")
@@ -635,7 +639,7 @@ def sample_documents(params: PyTree, model_config: config_lib.ModelConfig,
   for c in range(-(-num_docs // decode_batch)):
     res = decoder.generate(
         params, model_config, prompts, max_new_tokens,
-        decoding_samplers.Temperature(1.0), jax.random.fold_in(key, c),
+        decoding_samplers.Temperature(temperature), jax.random.fold_in(key, c),
         eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id, mesh=mesh,
         stop_token_ids=prompt_lib.document_end_ids(tokenizer))
     texts.extend(decoder.decode_texts(tokenizer, res))
@@ -748,7 +752,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   docs = sample_documents(
       result.params, bundle.config, tok, config.num_docs, o.max_new_tokens,
       o.decode_batch,
-      jax.random.fold_in(jax.random.key(config.seed), _SAMPLE_STREAM), mesh)
+      jax.random.fold_in(jax.random.key(config.seed), _SAMPLE_STREAM), mesh,
+      temperature=o.temperature)
   files.write_jsonl(out_path, ({"id": f"d{i:06d}", "text": t}
                                for i, t in enumerate(docs)))
   sample_seconds = time.monotonic() - t1

@@ -88,6 +88,8 @@ def test_options_are_validated():
               N_RECORDS)
   with pytest.raises(CbenchError, match="batch_size"):
     dpft.plan(_cfg(options=(("batch_size", 10),)), 5)
+  with pytest.raises(CbenchError, match="temperature"):
+    dpft.plan(_cfg(options=(("temperature", 0.0),)), N_RECORDS)
 
 
 def test_unreachable_epsilon_raises_before_any_file(tmp_path,
