@@ -20,10 +20,15 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 REFERENCE_METHODS = ("base", "real")
 
 
+def _is_inf(eps) -> bool:
+  """ε = ∞ in a row: the float or its JSON spelling "inf"."""
+  return isinstance(eps, str) or (eps is not None and math.isinf(eps))
+
+
 def _eps_label(eps) -> str:
   if eps is None:
     return "–"
-  if isinstance(eps, str) or math.isinf(eps):
+  if _is_inf(eps):
     return "∞"
   return f"{eps:g}"
 
@@ -56,7 +61,7 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
 
 
 def _x(eps, finite_max: float) -> float:
-  if isinstance(eps, str) or math.isinf(eps):
+  if _is_inf(eps):
     return finite_max * 10
   return eps
 
@@ -72,8 +77,7 @@ def plot_accuracy(rows: Sequence[Mapping], path: str | None = None) -> dict:
   synth = [r for r in rows if r["method"] not in REFERENCE_METHODS
            and r.get("epsilon") is not None]
   finite = [r["epsilon"] for r in synth
-            if not (isinstance(r["epsilon"], str) or math.isinf(r["epsilon"]))
-            and r["epsilon"] > 0]
+            if not _is_inf(r["epsilon"]) and r["epsilon"] > 0]
   finite_max = max(finite) if finite else 1.0
   methods = sorted({r["method"] for r in synth})
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -92,7 +96,7 @@ def plot_accuracy(rows: Sequence[Mapping], path: str | None = None) -> dict:
                      label=f"{ref} model")
     ax.set_xscale("log")
     ticks = sorted(set(finite)) + ([finite_max * 10] if any(
-        isinstance(r["epsilon"], str) or math.isinf(r["epsilon"]) for r in synth) else [])
+        _is_inf(r["epsilon"]) for r in synth) else [])
     if ticks:
       ax.set_xticks(ticks)
       ax.set_xticklabels([_eps_label(t) if t != finite_max * 10 else "∞" for t in ticks])
@@ -164,9 +168,6 @@ def story_lines(rows: Sequence[Mapping]) -> list[str]:
   def sens(r):
     return 100 * r["sensitive_test_exact"]["mean"]
 
-  def is_inf(eps):
-    return isinstance(eps, str) or (eps is not None and math.isinf(eps))
-
   by_method = {r["method"]: r for r in rows if r["method"] in REFERENCE_METHODS}
   synthetic = [r for r in rows if r["method"] not in REFERENCE_METHODS + ("own",)]
   lines = []
@@ -176,10 +177,10 @@ def story_lines(rows: Sequence[Mapping]) -> list[str]:
   if "real" in by_method:
     lines.append(f"real corpus (non-private upper bound): {pub(by_method['real']):.1f}%")
   for r in synthetic:
-    if is_inf(r.get("epsilon")):
+    if _is_inf(r.get("epsilon")):
       lines.append(f"{r['method']} at ε=∞ (no privacy): {pub(r):.1f}%")
   dp = [r for r in synthetic
-        if r.get("epsilon") not in (None, 0, 0.0) and not is_inf(r.get("epsilon"))]
+        if r.get("epsilon") not in (None, 0, 0.0) and not _is_inf(r.get("epsilon"))]
   if dp:
     best = max(dp, key=pub)
     lines.append(f"DP rows (ε={', '.join(sorted({_eps_label(r['epsilon']) for r in dp}))}): "

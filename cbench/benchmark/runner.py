@@ -116,6 +116,13 @@ def _eps_name(eps: float) -> str:
 
 def _synthesis_config(config: BenchmarkConfig, method: str, eps: float
                       ) -> synthesis_api.SynthesisConfig:
+  """The synthesis request of cell (`method`, grid value `eps`).
+
+  `public_only`'s grid value 0 is requested as ε = inf: the method spends
+  no privacy budget whatever it is asked (see `SynthesisConfig`).
+  """
+  if method == "public_only":
+    eps = math.inf
   options = dict(dict(config.method_options).get(method, ()))
   num_docs = options.pop("num_docs", config.num_docs)
   return synthesis_api.SynthesisConfig(
@@ -135,8 +142,7 @@ def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
     cells.append(Cell("real", "real", math.inf, {**common, "kind": "real"}))
   for method in config.methods:
     for eps in config.grid(method):
-      eps_req = math.inf if method == "public_only" else eps
-      syn = _synthesis_config(config, method, eps_req)
+      syn = _synthesis_config(config, method, eps)
       cells.append(Cell(f"{method}-eps{_eps_name(eps)}", method, eps,
                         {**common, "kind": "synthetic", "synthesis": syn.to_dict()}))
   if config.synthetic:
@@ -158,11 +164,11 @@ def validate(config: BenchmarkConfig) -> release_lib.Release:
     _validate.check(m in config.methods,
                     f"method_epsilons names {m!r}, which is not in --methods.")
   for m in config.methods:
-    _validate.check(m == "public_only" or len(config.grid(m)) > 0,
+    _validate.check(len(config.grid(m)) > 0,
                     f"Expected at least one --epsilons value for method {m}.")
   num_records = release.manifest["documents"]["by_split"]["train"]
   for m in config.methods:
-    for eps in ((math.inf,) if m == "public_only" else config.grid(m)):
+    for eps in config.grid(m):
       syn = _synthesis_config(config, m, eps)
       synthesis_api.check_request(syn)
       synthesis_api.check_feasible(syn, num_records)
@@ -217,8 +223,7 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
       extra.update(_own_ledger(config.ledger))
     else:
       corpus = os.path.join(cell_dir, "synth.jsonl")
-      syn = _synthesis_config(config, cell.method,
-                              math.inf if cell.method == "public_only" else cell.epsilon)
+      syn = _synthesis_config(config, cell.method, cell.epsilon)
       summary = synthesis_api.synthesize(release.root, base_dir, syn, corpus)
       extra.update({"delta": summary.get("delta"),
                     "expost_epsilon": summary.get("expost_epsilon"),

@@ -111,6 +111,8 @@ def test_method_options_may_set_num_docs():
   dp = runner._synthesis_config(config, "dp_finetune", 10.0)
   assert dp.num_docs == 128 and dict(dp.options) == {"steps": 5}
   assert runner._synthesis_config(config, "private_prediction", 10.0).num_docs == 32
+  # public_only's grid value 0 is requested as the ε = inf run.
+  assert math.isinf(runner._synthesis_config(config, "public_only", 0.0).epsilon)
 
 
 def test_story_lines_read_the_rows():
