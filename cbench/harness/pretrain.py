@@ -189,8 +189,9 @@ def _public_names(records) -> frozenset[str]:
 
 
 def pretraining_texts(world: release_lib.Release, config: PretrainConfig
-                      ) -> tuple[list[str], list[dict]]:
-  """Public-world documents, copy-world texts and Q/A blocks; the QA records.
+                      ) -> tuple[list[str], list[dict], frozenset[str]]:
+  """Public-world documents, copy-world texts and Q/A blocks; the QA
+  records; the public world's creature names (`_public_names`).
 
   ``config.pair_fraction * len(documents)`` pairs (`copy_world_pairs`) and
   ``config.reading_fraction * len(documents)`` reading texts
@@ -213,7 +214,7 @@ def pretraining_texts(world: release_lib.Release, config: PretrainConfig
   blocks = prompts.qa_blocks(qa, pairs_per_block=config.qa_pairs_per_block,
                              seed=config.train.seed,
                              repeats=config.qa_repeats)
-  return docs + blocks, qa
+  return docs + blocks, qa, public_names
 
 
 def pretrain_base(public_world_dir: str, workdir: str,
@@ -239,7 +240,7 @@ def pretrain_base(public_world_dir: str, workdir: str,
     log.info("base model already trained in %s; nothing to do", workdir)
     return info
 
-  texts, qa = pretraining_texts(world, config)
+  texts, qa, public_names = pretraining_texts(world, config)
   tok_path = os.path.join(workdir, "tokenizer.model")
   if os.path.exists(tok_path):
     tokenizer = tokenizer_lib.Tokenizer.load(tok_path)
@@ -257,7 +258,7 @@ def pretrain_base(public_world_dir: str, workdir: str,
     practice = practice_texts(
         config.practice_size, config.practice_qa_repeats,
         config.train.seed + 1,
-        _public_names(world.corpus("train")), config.qa_pairs_per_block)
+        public_names, config.qa_pairs_per_block)
     model_store.save_replay(workdir, text_data.cached_rows(
         practice, tokenizer, config.train.seq_len,
         os.path.join(workdir, "data"), "practice"))
