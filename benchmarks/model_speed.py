@@ -35,21 +35,20 @@ import time
 
 from absl import app
 from absl import flags
-
-from benchmarks import bench_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import bench_flags
 from cbench.decoding import decoder
-from cbench.decoding import samplers as plain_samplers
+from cbench.decoding import token_samplers as plain_samplers
 from cbench.models import config as config_lib
 from cbench.models import gemma3
 from cbench.models import gguf_loader
 from cbench.models import llama
 from cbench.models import registry
 from cbench.privacy import pp_accounting
-from cbench.synthesis import samplers
+from cbench.synthesis import private_samplers
 
 _MODELS = bench_flags.DEFINE_list("models", ["tiny", "gemma3_270m", "smollm2_135m"],
                             "Models: tiny, gemma3_270m, smollm2_135m.")
@@ -175,7 +174,7 @@ def bench_decode(config, params, batch: int, repeats: int) -> dict:
 def bench_private_prediction(config, params, batch: int, repeats: int
                              ) -> dict:
   groups = max(1, batch // (_S + 1))
-  sampler = samplers.SvtPrivatePredictionSampler(
+  sampler = private_samplers.SvtPrivatePredictionSampler(
       pp_accounting.PrivatePredictionParams(
           batch_size=_S, clip=5.0, temperature=1.0, svt_noise=0.2,
           threshold=0.5, max_private_tokens=_N2 + 8))

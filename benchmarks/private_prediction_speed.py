@@ -40,19 +40,18 @@ import time
 
 from absl import app
 from absl import flags
-
-from benchmarks import bench_flags
 import jax
 import numpy as np
 
+from benchmarks import bench_flags
 from benchmarks import model_speed
 from cbench.decoding import decoder
-from cbench.decoding import samplers as plain_samplers
+from cbench.decoding import token_samplers as plain_samplers
 from cbench.models import config as config_lib
 from cbench.models import gguf_loader
 from cbench.models import registry
 from cbench.privacy import pp_accounting
-from cbench.synthesis import samplers
+from cbench.synthesis import private_samplers
 
 _MODELS = bench_flags.DEFINE_list(
     "models", ["micro"], "Models: named cbench sizes (random weights, "
@@ -80,16 +79,16 @@ def make_sampler(method: str, batch_size: int, max_tokens: int):
     params = pp_accounting.PrivatePredictionParams(
         batch_size=batch_size, clip=5.0, temperature=1.0, svt_noise=0.2,
         threshold=0.5, max_private_tokens=max_tokens)
-    return samplers.SvtPrivatePredictionSampler(params)
+    return private_samplers.SvtPrivatePredictionSampler(params)
   if method == "exp_mech":
-    return samplers.ExpMechSampler(batch_size, 5.0, 1.0, max_tokens)
+    return private_samplers.ExpMechSampler(batch_size, 5.0, 1.0, max_tokens)
   if method == "invisible_ink":
-    return samplers.InvisibleInkSampler(batch_size, 1.0, 1.0, max_tokens,
+    return private_samplers.InvisibleInkSampler(batch_size, 1.0, 1.0, max_tokens,
                                         top_k=50)
   if method == "median":
-    return samplers.MedianSampler(batch_size, 5.0, 1.0, max_tokens)
+    return private_samplers.MedianSampler(batch_size, 5.0, 1.0, max_tokens)
   if method == "public_only":
-    return samplers.PublicOnlySampler()
+    return private_samplers.PublicOnlySampler()
   raise ValueError(f"Unknown method {method!r}.")
 
 

@@ -2,9 +2,12 @@
 
 import math
 
+import jax
 import pytest
 
 from benchmarks import private_prediction_speed as bench
+from cbench.models import config as config_lib
+from cbench.models import registry
 
 
 def test_measure_runs_and_reports_a_ratio():
@@ -26,9 +29,6 @@ def test_every_method_builds_a_sampler_that_never_stops_early():
 def test_pretrained_names_use_their_own_weights_and_vocabulary(monkeypatch):
   # A micro model of the gemma3 architecture stands in for Gemma 3 270M
   # (loading the real one takes a minute); the dispatch is what is tested.
-  from cbench.models import config as config_lib  # pylint: disable=g-import-not-at-top
-  from cbench.models import registry  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
   cfg = config_lib.get_model_config("micro", 96, arch="gemma3", max_len=64)
   calls = []
 

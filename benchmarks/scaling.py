@@ -29,6 +29,7 @@ One JSON line per measurement, then a table.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -40,8 +41,19 @@ import time
 
 from absl import app
 from absl import flags
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+import optax
 
 from benchmarks import bench_flags
+from cbench.corpus import release
+from cbench.models import config as config_lib
+from cbench.models import registry
+from cbench.models.transformer import Transformer
+from cbench.parallel import mesh as mesh_lib
+from cbench.privacy import dpsgd
 
 _DEVICES = bench_flags.DEFINE_list("devices", ["1", "2", "4", "8"],
                              "Fake CPU device counts, one subprocess each.")
@@ -63,18 +75,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def dp_step_child(out_path: str, *, model: str, vocab_size: int,
                   batch_size: int, seq_len: int, rounds: int) -> dict:
   """Times the DP-SGD step on all local devices (run in a subprocess)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top
-  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
 
-  from cbench.models import config as config_lib  # pylint: disable=g-import-not-at-top
-  from cbench.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import rules  # pylint: disable=g-import-not-at-top
-  from cbench.privacy import dpsgd  # pylint: disable=g-import-not-at-top
 
   n = jax.device_count()
   mesh = mesh_lib.make_mesh(data=n)
@@ -101,7 +102,7 @@ def dp_step_child(out_path: str, *, model: str, vocab_size: int,
       0, vocab_size, (batch_size, seq_len + 1), np.int32)
   rows, pad = jax.device_put(
       (rows, np.zeros(batch_size, bool)), NamedSharding(mesh, P("data")))
-  params = rules.init_params_sharded(None, cfg, mesh, jax.random.key(0))
+  params = registry.init_params_sharded(None, cfg, mesh, jax.random.key(0))
   opt_state = opt.init(params)
   key = jax.random.key(1)
   t0 = time.perf_counter()
@@ -146,7 +147,6 @@ def run_device_count(n: int, workdir: str, **kw) -> dict:
 
 
 def max_param_diff(a_path: str, b_path: str) -> float:
-  import numpy as np  # pylint: disable=g-import-not-at-top
   with np.load(a_path) as a, np.load(b_path) as b:
     assert sorted(a) == sorted(b)
     return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
@@ -186,9 +186,7 @@ def beam_throughput(size: str, workers: int) -> list[dict]:
   `corpus_docs_per_s`: generation, dedup, splits, supports), the part Beam
   parallelises over shards. `documents` = document slots generated.
   """
-  import functools  # pylint: disable=g-import-not-at-top
   from cbench.corpus import beam_pipeline  # pylint: disable=g-import-not-at-top
-  from cbench.corpus import release  # pylint: disable=g-import-not-at-top
   config = release.make_config("geminon", "2026q4", size)
   tmp = tempfile.mkdtemp(prefix="cbench-beam-")
   rows = []

@@ -1,6 +1,6 @@
 r"""Train-step and decoder tokens/s, with MFU against a measured matmul peak.
 
-  python -m benchmarks.train_speed [--recipe=tiny] [--model=tiny] \
+  python -m benchmarks.train_speed [--config=tiny] [--model=tiny] \
       [--batch_size=B] [--seq_len=T] [--dtype=] [--rounds=5] [--steps=2] \
       [--decode_batch=32] [--prompt_len=32] [--new_tokens=64] \
       [--peak_dtype=] [--matmul_n=0] [--matmul_iters=0]
@@ -13,8 +13,8 @@ One run measures three things on whatever backend JAX has, over a
   (``[D, n, n]`` sharded over the D devices), FLOP/s = ``D * iters * 2 n^3 /
   t``. Defaults: float32, n = 1024, 1 product on CPU; bfloat16, n = 8192,
   16 products on GPU/TPU. The peak is the best sample of the run.
-* ``train``: the harness step (`cbench.harness.lm_train.make_train_step` on
-  `init_state`, the optimizer of the `--recipe`'s fine-tune recipe, its batch
+* ``train``: the harness step (`cbench.train.lm_train.make_train_step` on
+  `init_state`, the optimizer of the `--config`'s fine-tune recipe, its batch
   and sequence length unless overridden), on random tokens, state donated
   and the host batch put on the mesh every step as in the real loop.
   tokens/s = ``steps * batch * seq_len / t`` for `--steps` consecutive steps
@@ -72,30 +72,29 @@ import time
 from typing import Any, Callable
 
 from absl import app
-
-from benchmarks import bench_flags
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import numpy as np
 
+from benchmarks import bench_flags
 from cbench import _validate
+from cbench import configs
 from cbench.decoding import decoder
-from cbench.decoding import samplers
-from cbench.harness import lm_train
-from cbench.harness import recipes
+from cbench.decoding import token_samplers
 from cbench.models import config as config_lib
 from cbench.models import gemma3
 from cbench.models import llama
 from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
 from cbench.parallel import rules
+from cbench.train import lm_train
 from cbench.train import optim
 
 MODELS = ("tiny", "gemma3_270m", "smollm2_135m")
 
-_RECIPE = bench_flags.DEFINE_enum("recipe", "tiny", list(recipes.RECIPE_NAMES),
+_RECIPE = bench_flags.DEFINE_enum("config", "tiny", list(configs.NAMES),
                                   "Harness recipe (model, batch, seq_len, "
                                   "optimizer of its fine-tune).")
 _MODEL = bench_flags.DEFINE_enum(
@@ -153,7 +152,7 @@ def make_config(recipe: str, model: str = "tiny", dtype: str = ""
   (non-empty) overrides the compute dtype.
   """
   _validate.one_of("model", model, MODELS)
-  harness = recipes.get_harness_config(recipe)
+  harness = configs.harness_config(configs.load(recipe))
   over = {"dtype": dtype} if dtype else {}
   if model == "tiny":
     pre = harness.pretrain
@@ -260,7 +259,7 @@ class TrainBench:
                     f"{config.max_len}.")
     self.tokens_per_step = batch_size * seq_len
     optimizer = optim.make_optimizer(recipe.optimizer, recipe.num_steps)
-    params = rules.init_params_sharded(None, config, mesh,
+    params = registry.init_params_sharded(None, config, mesh,
                                        jax.random.key(seed))
     self.num_params = registry.param_count(params)
     self.state = lm_train.init_state(params, optimizer, mesh)
@@ -314,7 +313,7 @@ class DecodeBench:
     self.n1, self.n2 = 1, new_tokens
     self.prompts = np.random.default_rng(seed).integers(
         4, config.vocab_size, (batch, prompt_len)).astype(np.int32)
-    self.sampler = samplers.Greedy()
+    self.sampler = token_samplers.Greedy()
     self.key = jax.random.key(seed)
 
   def run(self, n: int) -> jax.Array:

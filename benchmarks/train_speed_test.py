@@ -72,7 +72,7 @@ def test_recipe_model_and_cpu_peak_defaults():
   config, recipe = train_speed.make_config("tiny")
   assert (config.d_model, config.vocab_size, config.max_len) == (192, 2048,
                                                                  320)
-  assert (recipe.batch_size, recipe.seq_len) == (16, 256)  # recipes.py
+  assert (recipe.batch_size, recipe.seq_len) == (16, 256)  # configs/tiny.py
   assert train_speed.make_config("tiny", dtype="bfloat16")[0].dtype == (
       "bfloat16")
   assert train_speed.resolve_peak() == ("float32", 1024, 1)

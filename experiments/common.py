@@ -4,6 +4,8 @@
 logger) go to stderr, orbax/absl chatter is kept at WARNING, multi-host JAX
 starts when `CBENCH_DISTRIBUTED=1`, and a `CbenchError` (bad flag, malformed
 file, impossible budget) prints one line naming the problem and exits 1.
+`define_config_flags` gives a binary ``--config`` (a standard run of
+`cbench.configs` or a .py file with ``get_config()``) and ``--override``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import sys
 from typing import Callable
 
 from absl import app
+from absl import flags
 from absl import logging as absl_logging
 
+from cbench import configs
 from cbench._validate import CbenchError
+from cbench.parallel import mesh
 
 
 def setup_logging() -> None:
@@ -48,10 +53,36 @@ def model_or_dir(dir_flag: str, directory: str | None, model: str, *,
   return directory
 
 
+class ConfigFlags:
+  """``--config`` and ``--override`` of one binary (`define_config_flags`)."""
+
+  def __init__(self, default: str):
+    self._config = flags.DEFINE_string(
+        "config", default,
+        f"The run's config: one of {list(configs.NAMES)} (cbench/configs/, "
+        f"each file's docstring gives its command and expected result) or a "
+        f"path to a .py file with get_config().")
+    self._override = flags.DEFINE_multi_string(
+        "override", [],
+        "FIELD=VALUE: change one field of the config (a dotted path, e.g. "
+        "harness.finetune.num_steps=100); repeatable.")
+
+  def load(self):
+    """The config with every --override applied (CbenchError if bad)."""
+    return configs.load(self._config.value, self._override.value)
+
+  def harness(self):
+    """The harness recipe of the loaded config."""
+    return configs.harness_config(self.load())
+
+
+def define_config_flags(default: str = "tiny") -> ConfigFlags:
+  return ConfigFlags(default)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
   def wrapped(argv):
     setup_logging()
-    from cbench.parallel import mesh  # pylint: disable=g-import-not-at-top
     mesh.maybe_initialize_distributed()
     try:
       main(argv)

@@ -1,6 +1,7 @@
 r"""Pretrains the base model on the public world.
 
-  python -m experiments.pretrain_base --public_world=DIR --workdir=W [--recipe=tiny]
+  python -m experiments.pretrain_base --public_world=DIR --workdir=W \
+      [--config=tiny] [--override=harness.pretrain.train.num_steps=800]
 
 Deterministic and cached: re-running with a finished workdir does nothing.
 Writes W/{tokenizer.model,model_config.json,fewshot.json,params/,DONE.json,
@@ -12,20 +13,19 @@ import json
 from absl import flags
 
 from cbench.harness import pretrain
-from cbench.harness import recipes
 from experiments import common
 
 _PUBLIC_WORLD = flags.DEFINE_string("public_world", None, "Public world directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output model directory.")
-_RECIPE = flags.DEFINE_enum("recipe", "tiny", list(recipes.RECIPE_NAMES),
-                            "Harness recipe (model size and budget).")
+_CONFIG = common.define_config_flags("tiny")
 flags.mark_flags_as_required(["public_world", "workdir"])
 
 
 def main(argv):
   del argv
-  cfg = recipes.get_harness_config(_RECIPE.value)
-  info = pretrain.pretrain_base(_PUBLIC_WORLD.value, _WORKDIR.value, cfg.pretrain)
+  cfg = _CONFIG.harness()
+  info = pretrain.pretrain_base(_PUBLIC_WORLD.value, _WORKDIR.value,
+                                cfg.pretrain)
   print(json.dumps({"workdir": _WORKDIR.value, "num_params": info["num_params"],
                     "train": info["train"]}, indent=2))
 

@@ -1,5 +1,6 @@
 r"""Runs the benchmark grid: synthesis -> standard fine-tune -> QA scoring.
 
+  python -m experiments.run_benchmark --release=DIR --workdir=W [--config=tiny]
   python -m experiments.run_benchmark --release=DIR \
       --methods=public_only,private_prediction,invisible_ink,cluster_median,dp_finetune \
       --epsilons=1,10,100,inf --workdir=W
@@ -11,38 +12,44 @@ r"""Runs the benchmark grid: synthesis -> standard fine-tune -> QA scoring.
   python -m experiments.run_benchmark --release=DIR --synthetic=mine.jsonl \
       [--ledger=mine.ledger.json] --workdir=W
 
-Cells are cached in W: an interrupted run resumes at the first unfinished
-cell, and a changed config recomputes only the cells it touches. Writes
-W/results.jsonl, W/results.md, W/accuracy_vs_epsilon.png and W/report.html.
+``--config`` (default `tiny`; `cbench.configs`) gives the harness recipe and
+the grid; the grid flags below replace the config's values when given, and
+``--override=FIELD=VALUE`` changes any other field. Cells are cached in W:
+an interrupted run resumes at the first unfinished cell, and a changed
+config recomputes only the cells it touches. Writes W/results.jsonl,
+W/results.md, W/accuracy_vs_epsilon.png and W/report.html.
 """
 
+import dataclasses
 import math
 
 from absl import flags
 
 from cbench._validate import CbenchError
 from cbench.benchmark import runner
-from cbench.harness import recipes
 from experiments import common
 
 _RELEASE = flags.DEFINE_string("release", None, "Release directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Benchmark working directory.")
-_METHODS = flags.DEFINE_list("methods", [], "Synthesis methods.")
-_EPSILONS = flags.DEFINE_list("epsilons", [], "Target epsilons (inf allowed).")
+_CONFIG = common.define_config_flags("tiny")
+_METHODS = flags.DEFINE_list("methods", None,
+                             "Synthesis methods (default: the config's).")
+_EPSILONS = flags.DEFINE_list(
+    "epsilons", None, "Target epsilons, inf allowed (default: the config's).")
 _METHOD_EPSILONS = flags.DEFINE_multi_string(
     "method_epsilons", [],
     "METHOD=EPS,EPS,...: this method's own epsilon grid instead of --epsilons "
     "(repeatable), e.g. dp_finetune=10,inf.")
-_NUM_DOCS = flags.DEFINE_integer("num_docs", 200, "Synthetic documents per cell.")
+_NUM_DOCS = flags.DEFINE_integer(
+    "num_docs", None, "Synthetic documents per cell (default: the config's).")
 _DELTA = flags.DEFINE_float("delta", None, "Target delta (default: each method's, < 1/n).")
-_RECIPE = flags.DEFINE_enum("recipe", "tiny", list(recipes.RECIPE_NAMES), "Harness recipe.")
 _BASE = flags.DEFINE_string("base", None, "Existing base model directory (optional).")
 _PUBLIC_WORLD = flags.DEFINE_string("public_world", None, "Existing public world (optional).")
 _SYNTHETIC = flags.DEFINE_string("synthetic", None, "Your own synthetic JSONL ({'text'}).")
 _LEDGER = flags.DEFINE_string("ledger", None, "Its privacy ledger (optional).")
 _NO_REFERENCE = flags.DEFINE_bool("skip_reference_rows", False,
                                   "Skip the base-model and real-data rows.")
-_SEED = flags.DEFINE_integer("seed", 0, "Synthesis seed.")
+_SEED = flags.DEFINE_integer("seed", None, "Synthesis seed (default: the config's).")
 flags.mark_flags_as_required(["release", "workdir"])
 
 
@@ -68,18 +75,34 @@ def _parse_method_epsilons(values):
   return tuple(out)
 
 
+def make_config() -> runner.BenchmarkConfig:
+  """The config of --config/--override with the grid flags applied."""
+  config = _CONFIG.load()
+  config = getattr(config, "benchmark", config)  # The demo config wraps one.
+  if not isinstance(config, runner.BenchmarkConfig):
+    raise CbenchError(f"--config gives a {type(config).__name__}, not a "
+                      f"benchmark config.")
+  given = {
+      "release_dir": _RELEASE.value, "base_dir": _BASE.value,
+      "public_world_dir": _PUBLIC_WORLD.value, "synthetic": _SYNTHETIC.value,
+      "ledger": _LEDGER.value, "delta": _DELTA.value, "seed": _SEED.value,
+      "num_docs": _NUM_DOCS.value,
+      "methods": None if _METHODS.value is None else tuple(_METHODS.value),
+      "epsilons": (None if _EPSILONS.value is None
+                   else _parse_epsilons(_EPSILONS.value)),
+      "method_epsilons": (_parse_method_epsilons(_METHOD_EPSILONS.value)
+                          or None),
+  }
+  config = dataclasses.replace(
+      config, **{k: v for k, v in given.items() if v is not None})
+  if _NO_REFERENCE.value:
+    config = dataclasses.replace(config, reference_rows=False)
+  return config
+
+
 def main(argv):
   del argv
-  config = runner.BenchmarkConfig(
-      release_dir=_RELEASE.value, methods=tuple(_METHODS.value),
-      epsilons=_parse_epsilons(_EPSILONS.value),
-      method_epsilons=_parse_method_epsilons(_METHOD_EPSILONS.value),
-      num_docs=_NUM_DOCS.value,
-      delta=_DELTA.value, recipe=_RECIPE.value, base_dir=_BASE.value,
-      public_world_dir=_PUBLIC_WORLD.value, synthetic=_SYNTHETIC.value,
-      ledger=_LEDGER.value, reference_rows=not _NO_REFERENCE.value,
-      seed=_SEED.value)
-  runner.run_benchmark(config, _WORKDIR.value)
+  runner.run_benchmark(make_config(), _WORKDIR.value)
   with open(f"{_WORKDIR.value}/results.md", encoding="utf-8") as f:
     print(f.read())
 

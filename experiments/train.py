@@ -1,10 +1,13 @@
 r"""Standardized harness fine-tune of the base model on any {"text"} JSONL.
 
-  python -m experiments.train --base=W --corpus=FILE.jsonl --workdir=W2 [--recipe=tiny]
+  python -m experiments.train --base=W --corpus=FILE.jsonl --workdir=W2 \
+      [--config=tiny] [--override=harness.finetune.num_steps=300]
 
 ``--model=gemma3_270m`` (or ``smollm2_135m``) fine-tunes that pretrained
 model instead of a ``--base`` directory (no public-world replay), with LoRA
-adapters on the frozen weights by default (rank 8; `recipes.finetune_recipe`).
+adapters on the frozen weights by default (rank 8;
+`HarnessConfig.finetune_recipe`). The recipe is the config's harness part
+(`cbench.configs`; it must match the base model's).
 ``--lora_rank=R`` overrides the recipe's rank (0: every parameter).
 
 AdamW (b2 0.995, weight decay 0.1), 10% warmup, cosine to 0, fixed sequence
@@ -17,15 +20,13 @@ import json
 from absl import flags
 
 from cbench.harness import finetune
-from cbench.harness import recipes
 from cbench.models import gguf_loader
 from experiments import common
 
 _BASE = flags.DEFINE_string("base", None, "Base model directory.")
 _CORPUS = flags.DEFINE_string("corpus", None, "JSONL corpus with a 'text' field.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output model directory.")
-_RECIPE = flags.DEFINE_enum("recipe", "tiny", list(recipes.RECIPE_NAMES),
-                            "Harness recipe (must match the base model's).")
+_CONFIG = common.define_config_flags("tiny")
 _MODEL = flags.DEFINE_enum(
     "model", "tiny", ["tiny", *gguf_loader.PRETRAINED_NAMES],
     "tiny: fine-tune the --base directory; otherwise that pretrained model.")
@@ -39,7 +40,7 @@ flags.mark_flags_as_required(["corpus", "workdir"])
 def main(argv):
   del argv
   base = common.model_or_dir("base", _BASE.value, _MODEL.value)
-  recipe = recipes.finetune_recipe(_RECIPE.value, base, _LORA_RANK.value)
+  recipe = _CONFIG.harness().finetune_recipe(base, _LORA_RANK.value)
   info = finetune.finetune(base, _CORPUS.value, _WORKDIR.value, recipe)
   print(json.dumps({"workdir": _WORKDIR.value, "train": info.get("train")}, indent=2))
 

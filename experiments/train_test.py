@@ -39,7 +39,7 @@ def test_lora_rank_flag_trains_adapters(root, tmp_path):
   base = fixtures.micro_base_model(root)
   corpus = os.path.join(fixtures.demo_release(root), "corpus", "train.jsonl")
   workdir = str(tmp_path / "w")
-  proc = _run(f"--base={base}", "--recipe=micro", "--lora_rank=2",
+  proc = _run(f"--base={base}", "--config=micro", "--lora_rank=2",
               f"--corpus={corpus}", f"--workdir={workdir}")
   assert proc.returncode == 0, proc.stderr
   summary = json.loads(proc.stdout)

@@ -1,6 +1,6 @@
 r"""Checks command lines against a binary's own absl flag definitions.
 
-  echo '[["--workdir=/x", "--recipe=tiny"]]' | \
+  echo '[["--workdir=/x", "--config=tiny"]]' | \
       python -m launch.flagcheck experiments.train
 
 Imports the binary module (which defines its flags on absl's global
@@ -19,6 +19,8 @@ import importlib
 import json
 import sys
 
+from absl import flags
+
 
 def _own_flags(module_name: str, flag_values) -> list[str]:
   names = flag_values.flags_by_module_dict().get(module_name, [])
@@ -35,7 +37,6 @@ def load_binary(module_name: str):
 
 def check(module_name: str, arg_lists: list[list[str]]) -> list[str | None]:
   """Parse errors (None = valid) of each argument list for `module_name`."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
   load_binary(module_name)
   fv = flags.FLAGS
   errors = []
@@ -62,7 +63,6 @@ def main(argv: list[str]) -> int:
     print(f"error: cannot import {module_name}: {e}", file=sys.stderr)
     return 2
   if "--list" in argv[2:]:
-    from absl import flags  # pylint: disable=g-import-not-at-top
     print(json.dumps(_own_flags(module_name, flags.FLAGS)))
     return 0
   errors = check(module_name, json.load(sys.stdin))

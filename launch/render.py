@@ -9,7 +9,7 @@ where code and outputs live:
   {"launcher": "tpu_vm" | "xpk" | "slurm",
    "binary": "train",                       # experiments/train.py
    "workdir": "gs://my-bucket/cbench/run1", # substituted for {workdir}
-   "flags": {"base": "{workdir}/base", "recipe": "tiny", "overwrite": true},
+   "flags": {"base": "{workdir}/base", "config": "tiny", "overwrite": true},
    "env": {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.9"},
    "repo_dir": "cbench", "venv": ".venv",   # where cbench lives (per launcher)
    "tpu_vm": {"name": ..., "zone": ..., "accelerator_type": ..., ...},

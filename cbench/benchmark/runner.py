@@ -1,7 +1,11 @@
 """The benchmark runner: method × ε grid -> synthesize -> fine-tune -> score.
 
-    run_benchmark(BenchmarkConfig(release_dir=..., methods=(...),
-                                  epsilons=(1, 10, inf)), workdir)
+    run_benchmark(BenchmarkConfig(harness=..., release_dir=...,
+                                  methods=(...), epsilons=(1, 10, inf)),
+                  workdir)
+
+The standard configs (`cbench.configs`: micro, demo, tiny, accelerator)
+give the harness recipe and a grid; binaries fill in the directories.
 
 Workdir layout::
 
@@ -33,16 +37,21 @@ import shutil
 import time
 from typing import Any, Sequence
 
+import dp_accounting
+import jax
+
+import cbench
 from cbench import _validate
 from cbench._validate import CbenchError
 from cbench.benchmark import report
 from cbench.corpus import release as release_lib
 from cbench.harness import finetune
-from cbench.harness import model_store
 from cbench.harness import pretrain
 from cbench.harness import recipes
 from cbench.harness import score
 from cbench.io import files
+from cbench.models import model_store
+from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api as synthesis_api
 
 log = logging.getLogger("cbench")
@@ -60,7 +69,8 @@ class BenchmarkConfig:
       `public_only` runs once at ε = 0 whatever the grid.
     num_docs: synthetic documents per cell.
     delta: target δ (None: each method's default, below 1/n).
-    recipe: harness recipe name (`cbench.harness.recipes`).
+    harness: the harness recipe (`cbench.harness.recipes.HarnessConfig`;
+      the standard ones are `cbench.configs`).
     base_dir: an existing base model (default: pretrained into W/base).
     public_world_dir: an existing public world (default: built into W).
     synthetic: a researcher's own synthetic JSONL to evaluate instead of
@@ -75,12 +85,12 @@ class BenchmarkConfig:
       one method only: ``(("dp_finetune", (10.0, inf)),)``).
     seed: synthesis randomness.
   """
-  release_dir: str
+  harness: recipes.HarnessConfig
+  release_dir: str = ""
   methods: tuple[str, ...] = ()
   epsilons: tuple[float, ...] = ()
   num_docs: int = 200
   delta: float | None = None
-  recipe: str = "tiny"
   base_dir: str | None = None
   public_world_dir: str | None = None
   synthetic: str | None = None
@@ -133,7 +143,7 @@ def _synthesis_config(config: BenchmarkConfig, method: str, eps: float
 def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
                base_key: str) -> list[Cell]:
   """The cells of the run, in order (reference rows first)."""
-  recipe = recipes.get_harness_config(config.recipe)
+  recipe = config.harness
   common = {"release_sha256": release.manifest["files"], "base": base_key,
             "finetune": recipe.finetune_recipe(base_key).to_dict()}
   cells = []
@@ -154,10 +164,10 @@ def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
 
 def validate(config: BenchmarkConfig) -> release_lib.Release:
   """Every check that needs no compute; raises CbenchError naming the problem."""
+  _validate.check(bool(config.release_dir), "--release is required.")
   if not os.path.isdir(config.release_dir):
     raise CbenchError(f"--release directory not found: {config.release_dir}")
   release = release_lib.load_release(config.release_dir)
-  recipes.get_harness_config(config.recipe)
   for m in config.methods:
     _validate.one_of("method", m, synthesis_api.METHODS)
   for m, _ in config.method_epsilons:
@@ -184,9 +194,6 @@ def validate(config: BenchmarkConfig) -> release_lib.Release:
 
 
 def _versions() -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
-  import cbench  # pylint: disable=g-import-not-at-top
-  import dp_accounting  # pylint: disable=g-import-not-at-top
   return {"jax": jax.__version__, "cbench": getattr(cbench, "__version__", "0"),
           "dp_accounting": getattr(dp_accounting, "__version__", "?")}
 
@@ -207,7 +214,7 @@ def _row_from_scores(cell: Cell, scores: dict, base_row: dict | None, extra: dic
 def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
               base_dir: str, cell_dir: str, base_row: dict | None) -> dict:
   t0 = time.monotonic()
-  recipe = recipes.get_harness_config(config.recipe)
+  recipe = config.harness
   extra: dict[str, Any] = {"delta": None, "expost_epsilon": None,
                            "num_docs": None, "epsilon_verified": None}
   if cell.method == "base":
@@ -242,14 +249,13 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
               "wall_seconds": time.monotonic() - t0,
               "release_id": release.manifest["release_id"],
               "release_sha256": files.sha256_file(os.path.join(release.root, "manifest.json")),
-              "recipe": config.recipe, "versions": _versions()})
+              "recipe": config.harness.name, "versions": _versions()})
   return row
 
 
 def _own_ledger(path: str | None) -> dict:
   if not path:
     return {"epsilon_verified": False, "epsilon": None, "delta": None}
-  from cbench.privacy import ledger as ledger_lib  # pylint: disable=g-import-not-at-top
   try:
     info = ledger_lib.verify_file(path)
   except CbenchError as e:
@@ -270,7 +276,7 @@ def _ensure_base(config: BenchmarkConfig, workdir: str) -> str:
     log.info("building the public world in %s", pw)
     release_lib.build_public_world(pw, overwrite=os.path.exists(pw))
   base = os.path.join(workdir, "base")
-  pretrain.pretrain_base(pw, base, recipes.get_harness_config(config.recipe).pretrain)
+  pretrain.pretrain_base(pw, base, config.harness.pretrain)
   return base
 
 

@@ -5,13 +5,15 @@ import math
 import os
 
 import matplotlib.image
-import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from cbench._validate import CbenchError
 from cbench.benchmark import report
 from cbench.benchmark import runner
+from cbench.configs import micro
+
+MICRO = micro.harness()
 
 ROW_FIELDS = {"method", "epsilon", "delta", "expost_epsilon", "num_docs",
               "public_test_exact", "public_test_fuzzy", "sensitive_test_exact",
@@ -20,7 +22,7 @@ ROW_FIELDS = {"method", "epsilon", "delta", "expost_epsilon", "num_docs",
 
 
 def _config(release, base, **kw):
-  defaults = dict(release_dir=release, base_dir=base, recipe="micro",
+  defaults = dict(release_dir=release, base_dir=base, harness=MICRO,
                   methods=("public_only", "private_prediction"),
                   epsilons=(10.0,), num_docs=4)
   defaults.update(kw)
@@ -96,7 +98,7 @@ def test_plot_series_count_follows_methods(tmp_path):
 
 def test_method_epsilons_replace_the_grid_of_one_method():
   config = runner.BenchmarkConfig(
-      release_dir="unused", methods=("public_only", "private_prediction", "dp_finetune"),
+      harness=MICRO, release_dir="unused", methods=("public_only", "private_prediction", "dp_finetune"),
       epsilons=(1.0, 10.0), method_epsilons=(("dp_finetune", (10.0, math.inf)),))
   assert config.grid("public_only") == (0.0,)
   assert config.grid("private_prediction") == (1.0, 10.0)
@@ -105,7 +107,7 @@ def test_method_epsilons_replace_the_grid_of_one_method():
 
 def test_method_options_may_set_num_docs():
   config = runner.BenchmarkConfig(
-      release_dir="unused", methods=("private_prediction", "dp_finetune"),
+      harness=MICRO, release_dir="unused", methods=("private_prediction", "dp_finetune"),
       epsilons=(10.0,), num_docs=32,
       method_options=(("dp_finetune", (("num_docs", 128), ("steps", 5))),))
   dp = runner._synthesis_config(config, "dp_finetune", 10.0)

@@ -14,7 +14,7 @@ A stream ends after the step where it produced `eos_id` or one of
 token *is* counted), or after `max_new_tokens`. Stop ids are a static sorted
 tuple compared on device (no host round-trip), typically a set: every newline
 id of a tokenizer (Gemma: ``"\\n"``, ``"\\n\\n"``, ...; see
-`cbench.harness.prompts.answer_stop_ids` / `document_end_ids`). The loop stops
+`cbench.text.prompts.answer_stop_ids` / `document_end_ids`). The loop stops
 when every stream has ended; its condition reads only the done mask, so with a
 private sampler the number of steps depends on the sampler's stop flags
 (released with the output anyway). The sampler is called for all groups at
@@ -37,8 +37,8 @@ from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
 
 from cbench import _validate
 from cbench.models import registry

@@ -9,12 +9,11 @@ import pytest
 
 from cbench._validate import CbenchError
 from cbench.decoding import decoder
-from cbench.decoding import samplers
+from cbench.decoding import token_samplers
 from cbench.models import config as config_lib
 from cbench.models import registry
 from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
-from cbench.parallel import rules
 from cbench.text.tokenizer_test import blank_line_tokenizer
 
 VOCAB = 300
@@ -96,7 +95,7 @@ def test_cached_greedy_equals_full_recompute(setup):
   config, params = setup
   prompts = _prompts([9, 3, 6, 1], 9)
   steps = 10
-  result = decoder.generate(params, config, prompts, steps, samplers.Greedy(),
+  result = decoder.generate(params, config, prompts, steps, token_samplers.Greedy(),
                             jax.random.key(0), eos_id=NO_EOS)
   ref = _reference(config, params, prompts, steps)
   np.testing.assert_array_equal(result.tokens, ref)
@@ -189,10 +188,10 @@ def test_bucketing_does_not_change_outputs_or_recompile(setup):
   config, params = setup
   short = _prompts([4, 2], 4, seed=3)
   padded = np.pad(short, ((0, 0), (9, 0)))  # more left padding, same prompts
-  a = decoder.generate(params, config, short, 5, samplers.Greedy(),
+  a = decoder.generate(params, config, short, 5, token_samplers.Greedy(),
                        jax.random.key(0), eos_id=NO_EOS)
   before = decoder._generate._cache_size()
-  b = decoder.generate(params, config, padded, 7, samplers.Greedy(),
+  b = decoder.generate(params, config, padded, 7, token_samplers.Greedy(),
                        jax.random.key(0), eos_id=NO_EOS)
   assert decoder._generate._cache_size() == before  # same buckets
   np.testing.assert_array_equal(a.tokens, b.tokens[:, :5])
@@ -203,7 +202,7 @@ def test_temperature_decoding_is_reproducible(setup):
   config, params = setup
   prompts = _prompts([4, 6], 6, seed=4)
   run = lambda k: decoder.generate(params, config, prompts, 8,
-                                   samplers.Temperature(1.0),
+                                   token_samplers.Temperature(1.0),
                                    jax.random.key(k), eos_id=NO_EOS).tokens
   np.testing.assert_array_equal(run(1), run(1))
   assert not np.array_equal(run(1), run(2))
@@ -212,24 +211,24 @@ def test_temperature_decoding_is_reproducible(setup):
 def test_sharded_rows_give_the_same_tokens(setup):
   config, params = setup
   mesh = mesh_lib.make_mesh(data=8)
-  sharded = rules.init_params_sharded(None, config, mesh, jax.random.key(0))
+  sharded = registry.init_params_sharded(None, config, mesh, jax.random.key(0))
   sharded = jax.tree.map(lambda x: 3.0 * x, sharded)
   prompts = _prompts([3, 5, 1, 8, 2, 7, 4, 6], 8, seed=5)
-  a = decoder.generate(params, config, prompts, 6, samplers.Greedy(),
+  a = decoder.generate(params, config, prompts, 6, token_samplers.Greedy(),
                        jax.random.key(0), eos_id=NO_EOS)
-  b = decoder.generate(sharded, config, prompts, 6, samplers.Greedy(),
+  b = decoder.generate(sharded, config, prompts, 6, token_samplers.Greedy(),
                        jax.random.key(0), eos_id=NO_EOS, mesh=mesh)
   np.testing.assert_array_equal(a.tokens, b.tokens)
   assert len(b.tokens.sharding.device_set) == 8
   # No implicit transfers (trainers run with the guard on).
   key = jax.random.key(0)
   with jax.transfer_guard("disallow"):
-    c = decoder.generate(sharded, config, prompts, 6, samplers.Greedy(), key,
+    c = decoder.generate(sharded, config, prompts, 6, token_samplers.Greedy(), key,
                          eos_id=NO_EOS, mesh=mesh)
-    d = decoder.generate(params, config, prompts, 6, samplers.Greedy(), key,
+    d = decoder.generate(params, config, prompts, 6, token_samplers.Greedy(), key,
                          eos_id=NO_EOS)
     # Single-device parameters are replicated onto the mesh.
-    e = decoder.generate(params, config, prompts, 6, samplers.Greedy(), key,
+    e = decoder.generate(params, config, prompts, 6, token_samplers.Greedy(), key,
                          eos_id=NO_EOS, mesh=mesh)
   np.testing.assert_array_equal(c.tokens, a.tokens)
   np.testing.assert_array_equal(d.tokens, a.tokens)
@@ -259,7 +258,7 @@ def test_prepare_prompts_and_decode_texts():
 
 def test_errors(setup):
   config, params = setup
-  greedy, key = samplers.Greedy(), jax.random.key(0)
+  greedy, key = token_samplers.Greedy(), jax.random.key(0)
   with pytest.raises(CbenchError, match="empty"):
     decoder.generate(params, config, np.zeros((2, 4), np.int32), 4, greedy,
                      key)

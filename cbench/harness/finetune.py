@@ -11,18 +11,20 @@ pretrained base.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 
 import numpy as np
 
 from cbench._validate import CbenchError
-from cbench.harness import model_store
-from cbench.harness.lm_train import TrainRecipe, train_lm
+from cbench.harness import replay as replay_lib
 from cbench.io import files
+from cbench.models import model_store
 from cbench.parallel import mesh as mesh_lib
 from cbench.train import lora
 from cbench.train import text_data
+from cbench.train.lm_train import TrainRecipe, train_lm
 
 log = logging.getLogger("cbench")
 
@@ -78,7 +80,7 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
                                os.path.join(workdir, "data"), "corpus")
   # A pretrained base (a model name) has no public-world rows to replay.
   pretrained = model_store.is_pretrained(base_dir)
-  replay = (model_store.load_replay(base_dir)
+  replay = (replay_lib.load(base_dir)
             if recipe.replay_fraction and not pretrained else None)
   if recipe.replay_fraction and replay is None and not pretrained:
     raise CbenchError(f"{base_dir} has no replay.npz; the recipe mixes "
@@ -106,7 +108,6 @@ def _fit_width(tokens, width):
 
 
 def _jsonable(obj):
-  import json  # pylint: disable=g-import-not-at-top
   return json.loads(json.dumps(obj, sort_keys=True))
 
 

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.configs import micro
 from cbench.harness import finetune
-from cbench.harness import model_store
 from cbench.harness import pretrain
-from cbench.harness import recipes
+from cbench.harness import replay
 from cbench.harness import score
+from cbench.models import model_store
 
-MICRO = recipes.get_harness_config("micro")
+MICRO = micro.harness()
 
 
 def _params(path):
@@ -119,7 +120,7 @@ def test_replay_rows_are_the_practice_world(micro_base_dir, public_world_dir):
   """Fine-tuning replays fresh practice creatures, never public-world ones."""
   assert MICRO.pretrain.practice_size
   bundle = model_store.load(micro_base_dir)
-  rows = model_store.load_replay(micro_base_dir)
+  rows = replay.load(micro_base_dir)
   text = "\n".join(bundle.tokenizer.decode(
       [int(t) for t in row[:n]]) for row, n in zip(rows.tokens, rows.lengths))
   public = pretrain._public_names(  # pylint: disable=protected-access

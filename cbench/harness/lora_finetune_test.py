@@ -18,18 +18,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from cbench import configs
 from cbench._validate import CbenchError
+from cbench.configs import micro
 from cbench.corpus import release as release_lib
 from cbench.harness import finetune
-from cbench.harness import lm_train
-from cbench.harness import model_store
 from cbench.harness import recipes
 from cbench.io import files
+from cbench.models import model_store
 from cbench.parallel import mesh as mesh_lib
+from cbench.train import lm_train
 from cbench.train import lora
 from cbench.train import text_data
 
-MICRO = recipes.get_harness_config("micro")
+MICRO = micro.harness()
 RECIPE = lm_train.TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
                               lora_rank=2, log_every=2, checkpoint_every=2)
 
@@ -168,23 +170,22 @@ def test_bad_lora_fields_are_named_and_touch_nothing(micro_base_dir,
 
 
 def test_pretrained_bases_get_lora_by_default(micro_base_dir):
-  for name in recipes.RECIPE_NAMES:
-    cfg = recipes.get_harness_config(name)
-    own = recipes.finetune_recipe(name, micro_base_dir)
+  for name in configs.NAMES:
+    cfg = configs.harness_config(configs.load(name))
+    own = cfg.finetune_recipe(micro_base_dir)
     assert own == cfg.finetune and own.lora_rank == 0
     for model in ("gemma3_270m", "smollm2_135m"):
-      r = recipes.finetune_recipe(name, model)
+      r = cfg.finetune_recipe(model)
       assert r.lora_rank == recipes.PRETRAINED_LORA_RANK == 8
       assert r.replay_fraction == 0.0
       assert r.optimizer.peak_learning_rate == recipes.PRETRAINED_LORA_LR
       assert (r.num_steps, r.batch_size, r.seq_len) == (
           cfg.finetune.num_steps, cfg.finetune.batch_size,
           cfg.finetune.seq_len)
-      assert recipes.finetune_recipe(name, model, lora_rank=0).lora_rank == 0
-  assert recipes.finetune_recipe("micro", micro_base_dir,
-                                 lora_rank=4).lora_rank == 4
+      assert cfg.finetune_recipe(model, lora_rank=0).lora_rank == 0
+  assert MICRO.finetune_recipe(micro_base_dir, lora_rank=4).lora_rank == 4
   with pytest.raises(CbenchError, match="lora_rank"):
-    recipes.finetune_recipe("micro", "gemma3_270m", lora_rank=-1)
+    MICRO.finetune_recipe("gemma3_270m", lora_rank=-1)
 
 
 def test_full_finetune_bindings_are_unchanged():

@@ -7,6 +7,7 @@ it can answer in the scoring format but knows none of a release's facts.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -20,16 +21,17 @@ from cbench.corpus import qa as qa_lib
 from cbench.corpus import release as release_lib
 from cbench.corpus import render as render_lib
 from cbench.corpus import world as world_lib
-from cbench.harness import model_store
-from cbench.harness import prompts
-from cbench.harness.lm_train import train_lm
+from cbench.harness import replay
 from cbench.harness.recipes import PretrainConfig
 from cbench.io import files
 from cbench.models import config as config_lib
+from cbench.models import model_store
+from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
-from cbench.parallel import rules
+from cbench.text import prompts
 from cbench.text import tokenizer as tokenizer_lib
 from cbench.train import text_data
+from cbench.train.lm_train import train_lm
 
 log = logging.getLogger("cbench")
 
@@ -259,18 +261,18 @@ def pretrain_base(public_world_dir: str, workdir: str,
         config.practice_size, config.practice_qa_repeats,
         config.train.seed + 1,
         public_names, config.qa_pairs_per_block)
-    model_store.save_replay(workdir, text_data.cached_rows(
+    replay.save(workdir, text_data.cached_rows(
         practice, tokenizer, config.train.seq_len,
         os.path.join(workdir, "data"), "practice"))
   else:
-    model_store.save_replay(workdir, rows)
+    replay.save(workdir, rows)
   mesh = mesh_lib.make_mesh()
-  params = rules.init_params_sharded(None, model_cfg, mesh,
+  params = registry.init_params_sharded(None, model_cfg, mesh,
                                      jax.random.key(config.train.seed))
   params, train_info = train_lm(params, model_cfg, rows, config.train,
                                 workdir, name="pretrain", mesh=mesh)
   info = {**files_roundtrip(expected), "train": train_info,
-          "num_params": rules.param_count(params),
+          "num_params": registry.param_count(params),
           "num_rows": rows.num_rows, "truncated_rows": rows.truncated,
           "vocab_size": tokenizer.vocab_size}
   model_store.finish(workdir, params, info)
@@ -279,5 +281,4 @@ def pretrain_base(public_world_dir: str, workdir: str,
 
 def files_roundtrip(obj):
   """JSON round trip, so cached-info comparisons see JSON types."""
-  import json  # pylint: disable=g-import-not-at-top
   return json.loads(json.dumps(obj, sort_keys=True))

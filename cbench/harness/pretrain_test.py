@@ -5,7 +5,7 @@ import collections
 import numpy as np
 
 from cbench.harness import pretrain
-from cbench.harness import prompts
+from cbench.text import prompts
 
 
 def _names(num_docs, seed):

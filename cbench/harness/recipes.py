@@ -1,7 +1,10 @@
-"""The standardized recipes: base-model pretraining and harness fine-tuning.
+"""The harness recipe: how a base model is pretrained and how any corpus is
+fine-tuned (frozen dataclasses; the named recipes are configs).
 
-Named recipes keep every number of the benchmark's measuring instrument in
-one place. `tiny` is the CPU default; larger ones are for accelerators.
+`HarnessConfig` holds every number of the benchmark's measuring instrument;
+the standard ones are built by `tiny_family` in the config files of
+`cbench.configs` (``micro``, ``demo``, ``tiny``, ``accelerator``), so a run
+names its recipe with ``--config`` and changes a field with ``--override``.
 
 Which fine-tuning recipe a base gets (`finetune_recipe`): a base model
 directory built by `pretrain` is fine-tuned with the recipe's `finetune`
@@ -17,9 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from cbench import _validate
-from cbench.harness import model_store
-from cbench.harness.lm_train import TrainRecipe
+from cbench.models import model_store
+from cbench.train.lm_train import TrainRecipe
 from cbench.train.optim import OptimizerConfig
 
 
@@ -101,76 +103,41 @@ class HarnessConfig:
     return recipe
 
 
-_TINY_MODEL = (("d_model", 192), ("num_heads", 4), ("num_kv_heads", 4),
-               ("head_dim", 48), ("mlp_dim", 768), ("max_len", 320))
+TINY_MODEL = (("d_model", 192), ("num_heads", 4), ("num_kv_heads", 4),
+              ("head_dim", 48), ("mlp_dim", 768), ("max_len", 320))
 
 
-def _tiny(name: str, pretrain_steps: int, finetune_steps: int,
-          finetune_lr: float, finetune_batch_size: int = 32,
-          pretrain_batch_size: int = 32,
-          practice_size: str = "demo") -> HarnessConfig:
-  """The tiny model, its pretraining data mix, and a step budget.
+def tiny_family(name: str, *, pretrain_steps: int, finetune_steps: int,
+                finetune_lr: float, finetune_batch_size: int = 32,
+                pretrain_batch_size: int = 32, practice_size: str = "demo",
+                model: str = "tiny",
+                model_overrides: tuple[tuple[str, object], ...] = TINY_MODEL,
+                vocab_size: int = 2048, seq_len: int = 256,
+                pretrain_lr: float = 2e-3) -> HarnessConfig:
+  """A cbench transformer, its pretraining data mix, and a step budget.
 
-  Fine-tuning batches are half corpus rows, half practice-world rows (a
-  release of fresh creatures of size `practice_size`, 'demo': ~5,400
-  documents and 30 public creatures, 'mini': ~1,100 and 6, plus 16 passes
-  of Q/A about its public creatures; `pretrain.practice_texts`).
+  Pretraining: the public world's documents and Q/A, one copy-world
+  document pair per document and a reading text for every other one
+  (`pretrain.pretraining_texts`). Fine-tuning batches are half corpus rows,
+  half practice-world rows (a release of fresh creatures of size
+  `practice_size`, 'demo': ~5,400 documents and 30 public creatures,
+  'mini': ~1,100 and 6, plus 16 passes of Q/A about its public creatures;
+  `pretrain.practice_texts`). Every run of the CPU recipes (`tiny`, `demo`)
+  uses the 6M-parameter tiny model (`TINY_MODEL`).
   """
   return HarnessConfig(
       name=name,
       pretrain=PretrainConfig(
-          model="tiny", model_overrides=_TINY_MODEL, vocab_size=2048,
-          pair_fraction=1.0, reading_fraction=0.5,
+          model=model, model_overrides=model_overrides,
+          vocab_size=vocab_size, pair_fraction=1.0, reading_fraction=0.5,
           practice_size=practice_size, practice_qa_repeats=16,
           train=TrainRecipe(num_steps=pretrain_steps,
                             batch_size=pretrain_batch_size,
-                            seq_len=256,
-                            optimizer=OptimizerConfig(peak_learning_rate=2e-3))),
+                            seq_len=seq_len,
+                            optimizer=OptimizerConfig(
+                                peak_learning_rate=pretrain_lr))),
       finetune=TrainRecipe(num_steps=finetune_steps,
                            batch_size=finetune_batch_size,
-                           seq_len=256, replay_fraction=0.5,
+                           seq_len=seq_len, replay_fraction=0.5,
                            optimizer=OptimizerConfig(
                                peak_learning_rate=finetune_lr)))
-
-
-_RECIPES = {
-    # CPU default (2 cores): see README "Harness" for measured accuracy/time.
-    # Fine-tuning: 900 steps of 16 x 256 tokens (~9 min on 2 cores); twice
-    # the updates of 450 x 32 in the same tokens lifted public-test exact
-    # match from 80-86% to 91-93% on the demo release (README "Status").
-    "tiny": _tiny("tiny", pretrain_steps=500, finetune_steps=900,
-                  finetune_lr=5e-3, finetune_batch_size=16),
-    # `make demo`: the tiny model on the whole grid's 2-core budget: batch 8
-    # everywhere (bases pretrained for 500 steps at batch 16 and 32
-    # fine-tuned alike: the step count mattered, not the tokens) and a
-    # `mini` practice world (6 creatures), which doubled the real-corpus
-    # score of a 200-step fine-tune over the 'demo' one (README "Status").
-    "demo": _tiny("demo", pretrain_steps=400, finetune_steps=200,
-                  finetune_lr=5e-3, finetune_batch_size=8,
-                  pretrain_batch_size=8, practice_size="mini"),
-    # Unit tests: seconds, not accuracy.
-    "micro": HarnessConfig(
-        name="micro",
-        pretrain=PretrainConfig(
-            model="micro", vocab_size=400, qa_repeats=1,
-            model_overrides=(("max_len", 512),),
-            practice_size="demo", practice_qa_repeats=1,
-            train=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
-                              log_every=2, checkpoint_every=2)),
-        finetune=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
-                             replay_fraction=0.25,
-                             log_every=2, checkpoint_every=2)),
-}
-
-RECIPE_NAMES = tuple(_RECIPES)
-
-
-def get_harness_config(name: str) -> HarnessConfig:
-  _validate.one_of("recipe", name, RECIPE_NAMES)
-  return _RECIPES[name]
-
-
-def finetune_recipe(name: str, base: str, lora_rank: int | None = None
-                    ) -> TrainRecipe:
-  """``get_harness_config(name).finetune_recipe(base, lora_rank)``."""
-  return get_harness_config(name).finetune_recipe(base, lora_rank)

@@ -16,17 +16,15 @@ import time
 from typing import Sequence
 
 import jax
-import numpy as np
 
 from cbench._validate import CbenchError
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
-from cbench.decoding import samplers
-from cbench.harness import model_store
-from cbench.harness import prompts
+from cbench.decoding import token_samplers
 from cbench.harness import qa_metrics
 from cbench.io import files
-from cbench.parallel import mesh as mesh_lib
+from cbench.models import model_store
+from cbench.text import prompts
 
 log = logging.getLogger("cbench")
 MAX_NEW_TOKENS = 32
@@ -34,7 +32,7 @@ MAX_NEW_TOKENS = 32
 
 def answer_questions(bundle: model_store.ModelBundle, questions: Sequence[str],
                      *, batch_size: int = 64, mesh=None,
-                     sampler=samplers.Greedy()) -> list[str]:
+                     sampler=token_samplers.Greedy()) -> list[str]:
   """Completions, each up to its first newline (greedy unless `sampler`).
 
   Decoding stops at EOS or at any id of `prompts.answer_stop_ids` (every
@@ -88,7 +86,6 @@ def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
     # of this release serve as the few-shot exemplars.
     bundle = dataclasses.replace(bundle, fewshot=prompts.select_exemplars(
         release.qa("public_val")))
-  mesh = mesh_lib.make_mesh()
   result = {"model": model_dir, "release": release.manifest["release_id"],
             "release_dir": release_dir, "splits": {}}
   for split in splits:

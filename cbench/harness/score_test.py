@@ -10,11 +10,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from cbench.harness import model_store
-from cbench.harness import prompts
 from cbench.harness import score
 from cbench.models import config as config_lib
+from cbench.models import model_store
 from cbench.models import registry
+from cbench.text import prompts
 from cbench.text.tokenizer_test import blank_line_tokenizer
 
 

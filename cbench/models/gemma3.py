@@ -23,6 +23,9 @@ files store ``1 + scale``; the loader subtracts 1). The embedding is scaled
 by ``sqrt(d_model)`` in the compute dtype and tied to the output head; no
 logit soft-capping (Gemma 3 has none).
 
+DeepMind `gemma` / cbench orbax checkpoints load with
+`cbench.models.gemma_checkpoint.load_checkpoint`.
+
 The KV cache holds every position for local layers too (no ring buffer):
 the window is applied as a mask, so decoding equals full recomputation at
 any length up to the cache size.
@@ -34,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cbench import _validate
 from cbench.models import transformer as tf
 from cbench.models.config import ModelConfig
 
@@ -193,7 +197,6 @@ def gemma3_config(name: str, **overrides) -> ModelConfig:
   Defaults: vocab 262144, RMS eps 1e-6, RoPE base 1e6 (global layers) and
   1e4 (local), every 6th layer global, max_len 32768, float32.
   """
-  from cbench import _validate  # pylint: disable=g-import-not-at-top
   _validate.one_of("model", name, GEMMA3_NAMES)
   fields = dict(name=name, arch="gemma3", vocab_size=GEMMA3_VOCAB,
                 rope_base=1_000_000.0, local_rope_base=10_000.0,
@@ -201,142 +204,3 @@ def gemma3_config(name: str, **overrides) -> ModelConfig:
   fields.update(_GEMMA3[name])
   fields.update(overrides)
   return ModelConfig(**fields)
-
-
-# ------------------------------------------------------- orbax checkpoints
-
-
-def params_from_gemma_tree(tree: dict, config: ModelConfig) -> dict:
-  """cbench parameters from DeepMind `gemma` (gm.nn.Gemma3_*) parameters.
-
-  Their layout (norm scales are ``1 + scale`` multipliers there too, so they
-  copy unchanged): ``embedder/input_embedding [V, D]``, ``final_norm``,
-  ``layer_i/{pre_attention_norm, post_attention_norm, pre_ffw_norm,
-  post_ffw_norm}/scale``, ``layer_i/attn/{_query_norm,_key_norm}/scale``,
-  ``attn/q_einsum/w [H, D, hd]`` + ``attn/kv_einsum/w [2, KV, D, hd]`` (or
-  ``attn/qkv_einsum/w [3, H, D, hd]``), ``attn/attn_vec_einsum/w
-  [H, hd, D]``, ``mlp/gating_einsum [2, F, D]`` (Gemma 3; ``[2, D, F]`` in
-  older checkpoints) and ``mlp/linear [F, D]``. Unused entries (e.g. vision
-  encoder weights) are ignored.
-
-  Raises:
-    CbenchError: a missing entry.
-  """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from cbench._validate import CbenchError  # pylint: disable=g-import-not-at-top
-  c = config
-
-  def get(*path):
-    node = tree
-    for p in path:
-      if not isinstance(node, dict) or p not in node:
-        raise CbenchError(f"Gemma checkpoint lacks {'/'.join(path)}.")
-      node = node[p]
-    return np.asarray(node)
-
-  scale = lambda *p: {"scale": get(*p, "scale")}
-  params = {"embed": {"embedding": get("embedder", "input_embedding")},
-            "final_norm": scale("final_norm")}
-  for i in range(c.num_layers):
-    layer = f"layer_{i}"
-    attn = tree.get(layer, {}).get("attn", {})
-    if "qkv_einsum" in attn:
-      q, k, v = get(layer, "attn", "qkv_einsum", "w")
-    else:
-      q = get(layer, "attn", "q_einsum", "w")
-      k, v = get(layer, "attn", "kv_einsum", "w")
-    gating = get(layer, "mlp", "gating_einsum")
-    if gating.shape[1] == c.d_model and gating.shape[2] == c.mlp_dim:
-      gate, up = gating[0], gating[1]  # [2, D, F]
-    else:
-      gate, up = gating[0].T, gating[1].T  # [2, F, D]
-    params[f"blocks_{i}"] = {
-        "attn_norm": scale(layer, "pre_attention_norm"),
-        "attn": {"q": {"kernel": q.transpose(1, 0, 2)},
-                 "k": {"kernel": k.transpose(1, 0, 2)},
-                 "v": {"kernel": v.transpose(1, 0, 2)},
-                 "o": {"kernel": get(layer, "attn", "attn_vec_einsum", "w")},
-                 "q_norm": scale(layer, "attn", "_query_norm"),
-                 "k_norm": scale(layer, "attn", "_key_norm")},
-        "post_attn_norm": scale(layer, "post_attention_norm"),
-        "mlp_norm": scale(layer, "pre_ffw_norm"),
-        "mlp": {"gate": {"kernel": gate}, "up": {"kernel": up},
-                "down": {"kernel": get(layer, "mlp", "linear")}},
-        "post_mlp_norm": scale(layer, "post_ffw_norm"),
-    }
-  return params
-
-
-def load_checkpoint(path: str, config: ModelConfig, *, mesh=None):
-  """Parameters of an orbax checkpoint directory, by path.
-
-  Two layouts: a cbench parameter tree (e.g. ``W/params`` of a model
-  directory; restored straight into the mesh's parameter shardings, any
-  size) or DeepMind `gemma` parameters (optionally under a top-level
-  'transformer' key; restored to host memory, converted with
-  `params_from_gemma_tree`, then placed; needs host RAM for the whole
-  checkpoint). Use `gemma3_config` for the matching config.
-
-  Args:
-    path: the checkpoint directory.
-    config: the model's config (arch 'gemma3').
-    mesh: place parameters in `cbench.parallel.rules.param_shardings` over
-      this mesh (None: default device).
-
-  Raises:
-    CbenchError: a missing path, an unknown layout, or shapes that do not
-      fit `config`.
-  """
-  import os  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from cbench._validate import CbenchError  # pylint: disable=g-import-not-at-top
-  from cbench.models import gguf_loader  # pylint: disable=g-import-not-at-top
-  from cbench.models import registry  # pylint: disable=g-import-not-at-top
-  from cbench.train import checkpoint  # pylint: disable=g-import-not-at-top
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
-    raise CbenchError(f"Checkpoint directory not found: {path}")
-  try:
-    meta = ocp.StandardCheckpointer().metadata(path)
-  except (ValueError, FileNotFoundError, OSError) as e:
-    raise CbenchError(f"{path}: not an orbax checkpoint ({e}).") from e
-  meta = getattr(meta, "item_metadata", meta)
-  meta = getattr(meta, "tree", meta)
-  target = jax.eval_shape(lambda: registry.init_params(
-      config, jax.random.key(0)))
-  shardings = None
-  if mesh is not None:
-    from cbench.parallel import rules  # pylint: disable=g-import-not-at-top
-    shardings = rules.param_shardings(config, mesh)
-  if isinstance(meta, dict) and "blocks_0" in meta and "embed" in meta:
-    if shardings is not None:
-      target = jax.tree.map(
-          lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-          target, shardings)
-    return checkpoint.load_params(path, target)
-  if isinstance(meta, dict) and "transformer" in meta:
-    prefix = ("transformer",)
-  elif isinstance(meta, dict) and "embedder" in meta:
-    prefix = ()
-  else:
-    keys = sorted(meta)[:6] if isinstance(meta, dict) else type(meta)
-    raise CbenchError(f"{path}: unknown checkpoint layout (top-level keys "
-                      f"{keys}); expected a cbench tree (embed, blocks_0, "
-                      f"...) or gemma's (embedder, layer_0, ...).")
-  tree = ocp.PyTreeCheckpointer().restore(path)
-  for p in prefix:
-    tree = tree[p]
-  flat = gguf_loader.flatten(params_from_gemma_tree(tree, config))
-  del tree
-  want = gguf_loader.flatten(target)
-  bad = sorted(k for k in want if want[k].shape != flat[k].shape)
-  if bad:
-    raise CbenchError(f"{path}: shapes do not fit {config.name!r}: "
-                      f"{[(k, flat[k].shape, want[k].shape) for k in bad[:3]]}")
-  dtype = config.params_dtype
-  placed = {}
-  flat_shardings = gguf_loader.flatten(shardings) if shardings else {}
-  for k in list(flat):
-    x = flat.pop(k).astype(dtype)
-    placed[k] = jax.device_put(x, flat_shardings.get(k))
-  return gguf_loader.unflatten(placed)

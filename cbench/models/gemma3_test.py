@@ -4,14 +4,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.io import checkpoint
 from cbench.models import config as config_lib
 from cbench.models import gemma3
+from cbench.models import gemma_checkpoint
 from cbench.models import llama
 from cbench.models import registry
 from cbench.models import transformer as tf
+from cbench.parallel import mesh as mesh_lib
+from cbench.privacy import clipping
+from cbench.privacy import ghost
 
 VOCAB = 97
 KNOWN_AXES = {"vocab", "embed", "heads", "kv_heads", "head_dim", "mlp", "norm"}
@@ -242,9 +248,6 @@ def _to_gemma_layout(params, config, fused_qkv=False):
 
 
 def test_load_orbax_checkpoints(tmp_path):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.train import checkpoint  # pylint: disable=g-import-not-at-top
   config = _config("gemma3")
   params = _params(config)
   flat = lambda p: jax.tree_util.tree_leaves_with_path(p)
@@ -265,30 +268,28 @@ def test_load_orbax_checkpoints(tmp_path):
   checkpoint.save_params(str(tmp_path / "cb"), params)
   mesh = mesh_lib.make_mesh(data=2, fsdp=2, model=2)
   for name in ("gm", "cb"):
-    same(gemma3.load_checkpoint(str(tmp_path / name), config), params)
-  same(gemma3.load_checkpoint(str(tmp_path / "gm_fused"), mha), mha_params)
-  sharded = gemma3.load_checkpoint(str(tmp_path / "cb"), config, mesh=mesh)
+    same(gemma_checkpoint.load_checkpoint(str(tmp_path / name), config), params)
+  same(gemma_checkpoint.load_checkpoint(str(tmp_path / "gm_fused"), mha), mha_params)
+  sharded = gemma_checkpoint.load_checkpoint(str(tmp_path / "cb"), config, mesh=mesh)
   same(sharded, params)
   up = sharded["blocks_0"]["mlp"]["up"]["kernel"]
   assert up.addressable_shards[0].data.shape == (16, 24)
-  from_gm = gemma3.load_checkpoint(str(tmp_path / "gm"), config, mesh=mesh)
+  from_gm = gemma_checkpoint.load_checkpoint(str(tmp_path / "gm"), config, mesh=mesh)
   assert from_gm["blocks_0"]["mlp"]["up"]["kernel"].sharding == up.sharding
   with pytest.raises(CbenchError, match="do not fit"):
-    gemma3.load_checkpoint(str(tmp_path / "gm"), config.replace(mlp_dim=40))
+    gemma_checkpoint.load_checkpoint(str(tmp_path / "gm"), config.replace(mlp_dim=40))
   ckptr.save(str(tmp_path / "other"), {"weights": np.zeros(2, np.float32)})
   ckptr.wait_until_finished()
   with pytest.raises(CbenchError, match="unknown checkpoint layout"):
-    gemma3.load_checkpoint(str(tmp_path / "other"), config)
+    gemma_checkpoint.load_checkpoint(str(tmp_path / "other"), config)
   with pytest.raises(CbenchError, match="not found"):
-    gemma3.load_checkpoint(str(tmp_path / "missing"), config)
+    gemma_checkpoint.load_checkpoint(str(tmp_path / "missing"), config)
 
 
 @pytest.mark.parametrize("arch", ["gemma3", "llama"])
 def test_ghost_clipping_equals_vmap(arch):
   """DP fine-tuning's ghost norms see every parameterised op of the new
   blocks (qk-norms on [B, T, heads, hd], post-norms)."""
-  from cbench.privacy import clipping  # pylint: disable=g-import-not-at-top
-  from cbench.privacy import ghost  # pylint: disable=g-import-not-at-top
   config = _config(arch, num_layers=2, global_every=2)
   params = jax.tree.map(lambda x: 0.3 * x, _params(config))
   model = registry.make_model(config)

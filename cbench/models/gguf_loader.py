@@ -51,14 +51,17 @@ import shutil
 import tempfile
 from typing import Any
 
+from flax import traverse_util
+import flax.linen as nn
 import jax
 import numpy as np
-from flax import traverse_util
 
 from cbench import _validate
 from cbench._validate import CbenchError
 from cbench.io import files
 from cbench.models import config as config_lib
+from cbench.models import registry
+from cbench.text import gguf_tokenizer
 
 PyTree = Any
 
@@ -285,8 +288,6 @@ def params_from_gguf(tensors: dict, config: config_lib.ModelConfig) -> dict:
 
 
 def _check_shapes(params: dict, config: config_lib.ModelConfig) -> None:
-  from cbench.models import registry  # pylint: disable=g-import-not-at-top
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   expected = jax.eval_shape(
       lambda r: nn.unbox(registry.boxed_init(config, r))["params"],
       jax.random.key(0))
@@ -321,7 +322,6 @@ def convert(gguf_path: str, out_dir: str, *, name: str | None = None,
   """
   _require("safetensors")
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-  from cbench.text import gguf_tokenizer  # pylint: disable=g-import-not-at-top
   fields, tensors = read_gguf(gguf_path)
   tokenizer = gguf_tokenizer.tokenizer_from_gguf(fields)
   _validate.check("token_embd.weight" in tensors,
@@ -366,10 +366,9 @@ def convert(gguf_path: str, out_dir: str, *, name: str | None = None,
 def load_converted(cache_dir: str, *, mesh=None, **overrides) -> Pretrained:
   """Loads a `convert` output; ``overrides`` change config fields (dtypes,
   max_len, remat). With `mesh`, each parameter is read shard by shard into
-  its `cbench.parallel.rules.param_shardings` sharding."""
+  its `registry.param_shardings` sharding."""
   _require("safetensors")
   from safetensors import safe_open  # pylint: disable=g-import-not-at-top
-  from cbench.text import gguf_tokenizer  # pylint: disable=g-import-not-at-top
   info_path = os.path.join(cache_dir, "info.json")
   if not os.path.exists(info_path):
     raise CbenchError(f"{cache_dir} is not a finished converted-model "
@@ -386,8 +385,7 @@ def load_converted(cache_dir: str, *, mesh=None, **overrides) -> Pretrained:
   dtype = config.params_dtype
   shardings = None
   if mesh is not None:
-    from cbench.parallel import rules  # pylint: disable=g-import-not-at-top
-    shardings = flatten(rules.param_shardings(config, mesh))
+    shardings = flatten(registry.param_shardings(config, mesh))
   flat = {}
   with safe_open(os.path.join(cache_dir, "params.safetensors"),
                  framework="numpy") as f:
@@ -431,7 +429,7 @@ def load_pretrained(name: str, *, mesh=None, **overrides) -> Pretrained:
 
   Args:
     name: 'gemma3_270m', 'smollm2_135m', or a path to a '.gguf' file.
-    mesh: shard parameters over this mesh (`rules.param_shardings`).
+    mesh: shard parameters over this mesh (`registry.param_shardings`).
     **overrides: `ModelConfig` fields to change (e.g. dtype="bfloat16").
 
   Raises:

@@ -23,6 +23,7 @@ from cbench._validate import CbenchError  # pylint: disable=g-import-not-at-top,
 from cbench.models import gguf_loader  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cbench.models import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cbench.text import gguf_tokenizer
 
 Q8 = gguf.GGMLQuantizationType.Q8_0
 D, LAYERS, HEADS, HD, MLP = 32, 6, 4, 8, 64
@@ -347,7 +348,6 @@ def test_convert_cache_and_sharded_load(converted, tmp_path, monkeypatch):
 def test_gemma_tokenizer_fixes(tmp_path):
   write_gguf(tmp_path / "g.gguf", "gemma3")
   fields, _ = gguf_loader.read_gguf(str(tmp_path / "g.gguf"))
-  from cbench.text import gguf_tokenizer  # pylint: disable=g-import-not-at-top
   tok = gguf_tokenizer.tokenizer_from_gguf(fields)
   ids = {t: i for i, t in enumerate(fields["tokenizer.ggml.tokens"])}
   # Fix 2: <unk> (CONTROL in GGUF) is the unknown piece.
@@ -368,7 +368,6 @@ def test_gemma_tokenizer_fixes(tmp_path):
 def test_bpe_tokenizer(tmp_path):
   write_gguf(tmp_path / "l.gguf", "llama")
   fields, _ = gguf_loader.read_gguf(str(tmp_path / "l.gguf"))
-  from cbench.text import gguf_tokenizer  # pylint: disable=g-import-not-at-top
   tok = gguf_tokenizer.tokenizer_from_gguf(fields)
   toks = fields["tokenizer.ggml.tokens"]
   # add_bos_token is false and BOS is a chat marker: documents start (and

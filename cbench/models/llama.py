@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 
+from cbench import _validate
 from cbench.models import transformer as tf
 from cbench.models.config import ModelConfig
 
@@ -40,7 +41,6 @@ LLAMA_NAMES = tuple(_LLAMA)
 
 def llama_config(name: str, **overrides) -> ModelConfig:
   """A named Llama-architecture config (see `LLAMA_NAMES`)."""
-  from cbench import _validate  # pylint: disable=g-import-not-at-top
   _validate.one_of("model", name, LLAMA_NAMES)
   fields = dict(name=name, arch="llama", **_LLAMA[name])
   fields.update(overrides)

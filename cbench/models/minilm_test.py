@@ -11,6 +11,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from scipy.special import erf
 
 from cbench._validate import CbenchError
 from cbench.models import minilm
@@ -50,7 +51,6 @@ def _torch_style_weights(config, seed=0):
 
 def _reference(w, ids, config):
   """NumPy BERT (Hugging Face conventions) + mean pooling + L2 norm."""
-  from scipy.special import erf  # pylint: disable=g-import-not-at-top
   def ln(x, p):
     mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
     return (x - mu) / np.sqrt(var + 1e-12) * w[p + ".weight"] + w[p + ".bias"]

@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 from cbench.decoding import decoder
-from cbench.decoding import samplers
+from cbench.decoding import token_samplers
 from cbench.models import gguf_loader
 from cbench.models import registry
+from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def perplexity(m, ids):
 def greedy(m, prompt, n):
   tok = m.tokenizer
   rows = decoder.prepare_prompts(tok, [prompt])
-  out = decoder.generate(m.params, m.config, rows, n, samplers.Greedy(),
+  out = decoder.generate(m.params, m.config, rows, n, token_samplers.Greedy(),
                          jax.random.key(0), eos_id=tok.eos_id,
                          pad_id=tok.pad_id)
   return np.asarray(out.tokens[0, :int(out.lengths[0])]).tolist()
@@ -107,7 +108,6 @@ def test_gemma_kv_decode_equals_recomputation(gemma):
   assert got == seq[len(ids):]
   # Logits of a decode step vs the full forward at the same position.
   model = registry.make_model(gemma.config)
-  from cbench.models import transformer as tf  # pylint: disable=g-import-not-at-top
   cache = tf.init_cache(gemma.config, 1, len(seq) + 16)
   arr = jnp.asarray([seq], jnp.int32)
   pos = jnp.arange(len(seq), dtype=jnp.int32)[None]

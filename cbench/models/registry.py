@@ -4,9 +4,9 @@
 `Transformer`, 'gemma3': `cbench.models.gemma3.Gemma3`, 'llama':
 `cbench.models.llama.Llama`; all share the `Transformer` entry points, so
 call them by name: ``model.apply(v, ..., method="extend")``); `init_params(config, rng)`
-returns plain (unboxed) float parameters on the default device. For
-parameters born sharded over a mesh use
-`cbench.parallel.rules.init_params_sharded`.
+returns plain (unboxed) float parameters on the default device, and
+`init_params_sharded` creates them born sharded over a mesh (shardings from
+the logical axis names through `cbench.parallel.rules`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from cbench.models import config as config_lib
+from cbench.models import gemma3
+from cbench.models import llama
 from cbench.models.transformer import Transformer
+from cbench.parallel import rules as rules_lib
 
 PyTree = Any
 
@@ -26,10 +30,8 @@ PyTree = Any
 def make_model(config: config_lib.ModelConfig) -> Transformer:
   """The module for ``config.arch`` (a `Transformer` or a subclass)."""
   if config.arch == "gemma3":
-    from cbench.models import gemma3  # pylint: disable=g-import-not-at-top
     return gemma3.Gemma3(config)
   if config.arch == "llama":
-    from cbench.models import llama  # pylint: disable=g-import-not-at-top
     return llama.Llama(config)
   return Transformer(config)
 
@@ -66,3 +68,42 @@ def logical_axes(config: config_lib.ModelConfig) -> PyTree:
 
 def param_count(params: PyTree) -> int:
   return int(sum(x.size for x in jax.tree.leaves(params)))
+
+
+def param_shardings(config: config_lib.ModelConfig, mesh: Mesh,
+                    rules: rules_lib.Rules = rules_lib.DEFAULT_RULES,
+                    model: nn.Module | None = None) -> PyTree:
+  """The NamedSharding of every parameter (same tree as the params)."""
+  abstract = jax.eval_shape(
+      lambda r: boxed_init(config, r, model), jax.random.key(0))
+  return rules_lib.logical_to_sharding(
+      nn.get_partition_spec(abstract)["params"], nn.unbox(abstract)["params"],
+      mesh, rules)
+
+
+def init_params_sharded(model: nn.Module | None,
+                        config: config_lib.ModelConfig, mesh: Mesh,
+                        rng: jax.Array,
+                        rules: rules_lib.Rules = rules_lib.DEFAULT_RULES
+                        ) -> PyTree:
+  """Initialises parameters directly into their shardings (no host copy).
+
+  ``jax.eval_shape`` finds shapes and logical axes, the rules give mesh
+  shardings, and ``jax.jit(init, out_shardings=...)`` creates each shard on
+  its device. Same values as `init_params`.
+
+  Args:
+    model: the module (None: ``make_model(config)``).
+    config: its config.
+    mesh: from `cbench.parallel.mesh.make_mesh`.
+    rng: PRNG key.
+    rules: logical -> mesh axis rules.
+
+  Returns:
+    Plain (unboxed) parameters, each a `jax.Array` with a NamedSharding.
+  """
+  shardings = param_shardings(config, mesh, rules, model)
+  init = jax.jit(
+      lambda r: nn.unbox(boxed_init(config, r, model))["params"],
+      out_shardings=shardings)
+  return init(rng)

@@ -29,10 +29,15 @@ import time
 
 import jax
 import numpy as np
+import optax
 import pytest
 
+from cbench.io import checkpoint
 from cbench.io import files
-from cbench.parallel import multihost_worker as worker
+from cbench.models import registry
+from cbench.parallel import mesh as mesh_lib
+from cbench.testing import multihost_worker as worker
+from cbench.train import lm_train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -62,7 +67,7 @@ def _launch(workdir, num_processes, devices_per_process, *, launched=None,
     log = open(os.path.join(workdir, f"worker{pid}.log"), "w+")
     logs.append(log)
     procs.append(subprocess.Popen(
-        [sys.executable, "-m", "cbench.parallel.multihost_worker",
+        [sys.executable, "-m", "cbench.testing.multihost_worker",
          f"--workdir={workdir}", f"--coordinator=127.0.0.1:{port}",
          f"--num_processes={num_processes}", f"--process_id={pid}",
          f"--init_timeout={init_timeout}"],
@@ -159,10 +164,6 @@ def test_only_process_zero_writes(two_process_run, one_process_run):
 
 def test_two_process_checkpoint_restores_in_one_process(two_process_run):
   workdir, two = two_process_run
-  from cbench.harness import lm_train  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.train import checkpoint  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
   ckpt_dir = os.path.join(workdir, "checkpoints")
   assert sorted(os.listdir(os.path.join(ckpt_dir, str(worker.STEPS),
                                         "default", "array_metadatas"))) == [
@@ -195,10 +196,8 @@ def test_a_missing_peer_fails_fast_instead_of_hanging(tmp_path):
 
 
 def _init_params(mesh=None):
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import rules  # pylint: disable=g-import-not-at-top
   mesh = mesh_lib.make_mesh() if mesh is None else mesh
-  return rules.init_params_sharded(None, worker.model_config(), mesh,
+  return registry.init_params_sharded(None, worker.model_config(), mesh,
                                    jax.random.key(0))
 
 

@@ -1,9 +1,10 @@
-"""Logical axis rules and parameters born sharded.
+"""Logical axis rules: logical axis names -> mesh axes.
 
 The model names every parameter axis (see `cbench.models.transformer`); this
 short table maps those names to mesh axes (t5x's
 ``standard_logical_axis_rules`` style). A logical axis not in the table, or
-a dimension the mesh axes do not divide, is replicated.
+a dimension the mesh axes do not divide, is replicated. Parameters born
+sharded: `cbench.models.registry.init_params_sharded`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import flax.linen as nn
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from cbench.models import registry
-from cbench.models.config import ModelConfig
 
 PyTree = Any
 Rules = Sequence[tuple[str, Any]]
@@ -62,48 +61,9 @@ def logical_to_sharding(logical: PyTree, shapes: PyTree, mesh: Mesh,
       is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
-def param_shardings(config: ModelConfig, mesh: Mesh,
-                    rules: Rules = DEFAULT_RULES, model=None) -> PyTree:
-  """The NamedSharding of every parameter (same tree as the params)."""
-  abstract = jax.eval_shape(
-      lambda r: registry.boxed_init(config, r, model), jax.random.key(0))
-  return logical_to_sharding(nn.get_partition_spec(abstract)["params"],
-                             nn.unbox(abstract)["params"], mesh, rules)
-
-
-def init_params_sharded(model: nn.Module | None, config: ModelConfig,
-                        mesh: Mesh, rng: jax.Array,
-                        rules: Rules = DEFAULT_RULES) -> PyTree:
-  """Initialises parameters directly into their shardings (no host copy).
-
-  ``jax.eval_shape`` finds shapes and logical axes, the rules give mesh
-  shardings, and ``jax.jit(init, out_shardings=...)`` creates each shard on
-  its device. Same values as `cbench.models.registry.init_params`.
-
-  Args:
-    model: the module (None: ``Transformer(config)``).
-    config: its config.
-    mesh: from `cbench.parallel.mesh.make_mesh`.
-    rng: PRNG key.
-    rules: logical -> mesh axis rules.
-
-  Returns:
-    Plain (unboxed) parameters, each a `jax.Array` with a NamedSharding.
-  """
-  shardings = param_shardings(config, mesh, rules, model)
-  init = jax.jit(
-      lambda r: nn.unbox(registry.boxed_init(config, r, model))["params"],
-      out_shardings=shardings)
-  return init(rng)
-
-
 def batch_sharding(mesh: Mesh, ndim: int = 2,
                    rules: Rules = DEFAULT_RULES) -> NamedSharding:
   """Sharding of a ``[batch, ...]`` input: leading axis over 'batch'."""
   spec = nn.logical_to_mesh(
       PartitionSpec("batch", *([None] * (ndim - 1))), rules)
   return NamedSharding(mesh, spec)
-
-
-def param_count(params: PyTree) -> int:
-  return registry.param_count(params)

@@ -2,9 +2,9 @@
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cbench.models import config as config_lib
 from cbench.models import registry
@@ -22,10 +22,10 @@ def config():
 
 def test_sharded_init_equals_unsharded(config):
   mesh = mesh_lib.make_mesh(data=2, fsdp=2, model=2)
-  sharded = rules.init_params_sharded(None, config, mesh, jax.random.key(7))
+  sharded = registry.init_params_sharded(None, config, mesh, jax.random.key(7))
   plain = registry.init_params(config, jax.random.key(7))
   jax.tree.map(np.testing.assert_array_equal, sharded, plain)
-  assert rules.param_count(sharded) == config.num_params()
+  assert registry.param_count(sharded) == config.num_params()
   specs = jax.tree.map(lambda x: x.sharding.spec, sharded)
   assert specs["embed"]["embedding"] == P("model", "fsdp")
   assert specs["blocks_0"]["attn"]["q"]["kernel"] == P("fsdp", "model", None)
@@ -43,7 +43,7 @@ def test_sharded_init_equals_unsharded(config):
 def test_indivisible_dimension_is_replicated(config):
   odd = config.replace(vocab_size=255)
   mesh = mesh_lib.make_mesh(data=2, fsdp=2, model=2)
-  shardings = rules.param_shardings(odd, mesh)
+  shardings = registry.param_shardings(odd, mesh)
   assert shardings["embed"]["embedding"].spec == P(None, "fsdp")
 
 
@@ -69,7 +69,7 @@ def test_sharded_loss_equals_single_device_loss(config, axes):
   loss1, grad1 = _loss_fn(config)(*jax.device_put((params, tokens, mask), one))
 
   mesh = mesh_lib.make_mesh(**axes)
-  sharded_params = rules.init_params_sharded(None, config, mesh,
+  sharded_params = registry.init_params_sharded(None, config, mesh,
                                              jax.random.key(0))
   batch = rules.batch_sharding(mesh)
   assert batch.spec == P(("data", "fsdp"), None)

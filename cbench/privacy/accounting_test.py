@@ -3,13 +3,13 @@
 import math
 
 import dp_accounting as dpa
+from dp_accounting import rdp
 import numpy as np
 import pytest
-from dp_accounting import rdp
 
 from cbench._validate import CbenchError
 from cbench.privacy import accounting as acc
-from cbench.privacy import sampling
+from cbench.privacy import batch_sampling
 
 
 def test_golden_pld_gaussian_composed():
@@ -48,7 +48,7 @@ def _emitted_events():
     for q, sigma, steps in ((0.01, 1.0, 1000), (0.1, 0.7, 50), (1.0, 2.0, 3),
                             (0.003, 3.0, 5000)):
       out.append((acc.poisson_event(q, sigma, steps, rel), rel))
-  sh = sampling.ShuffledEpochSampler(1000, 50, seed=0)
+  sh = batch_sampling.ShuffledEpochSampler(1000, 50, seed=0)
   out.append((sh.dp_event(1.2, 500, "replace_one"), "replace_one"))
   return out
 

@@ -10,6 +10,7 @@ import pytest
 
 from cbench._validate import CbenchError
 from cbench.privacy import clipping
+from cbench.privacy import per_example
 
 B, DIN, DH, DOUT = 8, 5, 6, 3
 
@@ -43,7 +44,7 @@ def _flat(tree):
 
 def test_per_example_grads_equal_one_at_a_time_loop():
   p, bt = _params(), _batch()
-  g = clipping.per_example_grads(loss_fn, p, bt)
+  g = per_example.per_example_grads(loss_fn, p, bt)
   for i in range(B):
     gi = jax.grad(loss_fn)(p, jax.tree.map(lambda x: x[i], bt))
     np.testing.assert_allclose(_flat(jax.tree.map(lambda x: x[i], g)),
@@ -57,7 +58,7 @@ def test_per_example_grads_equal_one_at_a_time_loop():
 def test_clipped_sum_matches_reference_and_microbatching():
   p, bt = _params(), _batch()
   pad = jnp.zeros(B, bool).at[-2:].set(True)
-  g = clipping.per_example_grads(loss_fn, p, bt)
+  g = per_example.per_example_grads(loss_fn, p, bt)
   norms = np.sqrt(sum(np.sum(np.reshape(x, (B, -1)) ** 2, 1)
                       for x in jax.tree.leaves(g)))
   f = np.where(np.asarray(pad), 0.0, np.minimum(1.0, 1.0 / norms))
@@ -137,7 +138,7 @@ def _isolation_broken(per_example_fn, i=2):
 
 
 def test_cross_example_isolation_bitwise():
-  fn = jax.jit(lambda p, bt, pad: clipping.clipped_per_example_grads(
+  fn = jax.jit(lambda p, bt, pad: per_example.clipped_per_example_grads(
       loss_fn, p, bt, pad, 1.0)[0])
   assert not _isolation_broken(fn)
 
@@ -145,7 +146,7 @@ def test_cross_example_isolation_bitwise():
   def coupled(p, bt, pad):
     mu = jnp.mean(bt["x"], axis=0)
     shifted = dict(bt, x=bt["x"] - mu)
-    return clipping.clipped_per_example_grads(loss_fn, p, shifted, pad,
+    return per_example.clipped_per_example_grads(loss_fn, p, shifted, pad,
                                               1.0)[0]
   assert _isolation_broken(jax.jit(coupled))
 
@@ -173,7 +174,7 @@ def test_frozen_params_get_no_gradient():
   s, _ = clipping.clipped_grad_sum(loss_fn, train, bt, pad, 1.0,
                                    frozen=frozen)
   assert set(s) == {"w2"}
-  g = clipping.per_example_grads(loss_fn, p, bt)
+  g = per_example.per_example_grads(loss_fn, p, bt)
   g2 = {"w2": g["w2"]}
   n = np.sqrt(np.sum(np.reshape(g2["w2"], (B, -1)) ** 2, 1))
   ref = np.tensordot(np.minimum(1, 1 / n), np.asarray(g2["w2"]), 1)

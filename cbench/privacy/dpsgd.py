@@ -37,10 +37,10 @@ from jax.sharding import PartitionSpec as P
 
 from cbench._validate import CbenchError, check, one_of
 from cbench.privacy import accounting
+from cbench.privacy import batch_sampling
 from cbench.privacy import clipping
 from cbench.privacy import noise
 from cbench.privacy import relations
-from cbench.privacy import sampling
 
 PyTree = Any
 
@@ -73,7 +73,7 @@ class DpSgdConfig:
 
   def __post_init__(self):
     relations.check_relation(self.relation)
-    one_of("sampler", self.sampler, sampling.SAMPLERS)
+    one_of("sampler", self.sampler, batch_sampling.SAMPLERS)
     one_of("clipping", self.clipping, clipping.METHODS)
     one_of("ghost_reduce", self.ghost_reduce, ("bookkeeping", "backward"))
     check(self.clip_norm is not None and self.clip_norm > 0,

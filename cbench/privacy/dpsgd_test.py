@@ -6,20 +6,20 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 import pytest
-from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from cbench._validate import CbenchError
 from cbench.privacy import accounting
+from cbench.privacy import batch_sampling
 from cbench.privacy import clipping
 from cbench.privacy import dpsgd
 from cbench.privacy import ghost
 from cbench.privacy import ledger as ledger_lib
 from cbench.privacy import params as params_lib
-from cbench.privacy import sampling
 
 B = 16
 
@@ -126,7 +126,7 @@ def test_lora_style_split_noises_only_trainable():
 
 
 def test_compilations_bounded_by_public_buckets():
-  s = sampling.TruncatedPoissonSampler(200, 0.1, max_batch_size=24, seed=0,
+  s = batch_sampling.TruncatedPoissonSampler(200, 0.1, max_batch_size=24, seed=0,
                                        pad_unit=8)
   data = _batch(seed=2, b=200)
   cfg = _cfg(sampler="truncated_poisson", expected_batch_size=20.0)
@@ -162,14 +162,14 @@ def test_config_validation_and_plan():
   assert _cfg().config_hash() != _cfg(noise_multiplier=0.81).config_hash()
   assert _cfg(relation="replace_one").noise_std == pytest.approx(0.8)
   with pytest.raises(CbenchError, match="expected batch size"):
-    dpsgd.check_plan(_cfg(), sampling.PoissonSampler(100, 0.1, seed=0))
+    dpsgd.check_plan(_cfg(), batch_sampling.PoissonSampler(100, 0.1, seed=0))
   with pytest.raises(CbenchError, match="kind"):
     dpsgd.check_plan(_cfg(expected_batch_size=10.0),
-                     sampling.ShuffledEpochSampler(100, 10, seed=0))
+                     batch_sampling.ShuffledEpochSampler(100, 10, seed=0))
 
 
 def test_calibrate_from_the_sampler():
-  s = sampling.PoissonSampler(1000, 0.02, seed=0)
+  s = batch_sampling.PoissonSampler(1000, 0.02, seed=0)
   sigma = dpsgd.calibrate(s, 50, 3.0, 1e-5, "add_remove", rtol=1e-2,
                           value_discretization_interval=1e-3)
   eps = accounting.epsilon(s.dp_event(sigma, 50, "add_remove"), 1e-5,
@@ -196,7 +196,7 @@ def _train(steps, start_state, ledger, sampler, dp_grad, data, key, opt):
 def test_resume_replays_the_same_run_and_never_double_charges(tmp_path):
   data = _batch(seed=3, b=64)
   cfg = _cfg(expected_batch_size=8.0)
-  sampler = sampling.PoissonSampler(64, 0.125, seed=5, pad_unit=8)
+  sampler = batch_sampling.PoissonSampler(64, 0.125, seed=5, pad_unit=8)
   dpsgd.check_plan(cfg, sampler)
   dp_grad = dpsgd.make_dp_grad_fn(LOSS, cfg)
   opt = optax.sgd(0.1)

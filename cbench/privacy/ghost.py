@@ -52,8 +52,8 @@ import jax
 import jax.numpy as jnp
 
 from cbench._validate import CbenchError
-from cbench.privacy.clipping import clip_factors, varying_axes
 from cbench.privacy.params import combine_params
+from cbench.privacy.per_example import clip_factors, varying_axes
 
 PyTree = Any
 _HI = jax.lax.Precision.HIGHEST

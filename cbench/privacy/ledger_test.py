@@ -12,10 +12,10 @@ import pytest
 
 from cbench._validate import CbenchError
 from cbench.privacy import accounting
+from cbench.privacy import batch_sampling
 from cbench.privacy import ledger as ledger_lib
-from cbench.privacy import sampling
 
-SAMPLER = sampling.PoissonSampler(1000, 0.02, seed=0)
+SAMPLER = batch_sampling.PoissonSampler(1000, 0.02, seed=0)
 EVENT = SAMPLER.dp_event(1.0, 1, "add_remove")
 
 
@@ -59,7 +59,7 @@ def test_changed_config_refuses_resume(tmp_path):
     led.charge(0, EVENT)
   for change in (dict(config_hash="cfg-B"), dict(relation="replace_one"),
                  dict(delta=1e-6), dict(accountant="rdp"),
-                 dict(sampler=sampling.PoissonSampler(1000, 0.03, 0)
+                 dict(sampler=batch_sampling.PoissonSampler(1000, 0.03, 0)
                       .describe())):
     with pytest.raises(CbenchError, match="different run"):
       ledger_lib.Ledger.open(path, _header(**change))
@@ -147,8 +147,8 @@ def test_generic_entries_and_nonprivate(tmp_path):
 
 _CHILD = textwrap.dedent("""
     import os, sys
-    from cbench.privacy import ledger, sampling
-    s = sampling.PoissonSampler(1000, 0.02, seed=0)
+    from cbench.privacy import batch_sampling, ledger
+    s = batch_sampling.PoissonSampler(1000, 0.02, seed=0)
     h = ledger.make_header(relation="add_remove", sampler=s.describe(),
         accountant="pld", delta=1e-5, config_hash="cfg-A",
         value_discretization_interval=1e-3)

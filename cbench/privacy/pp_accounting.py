@@ -90,6 +90,7 @@ import dp_accounting
 import numpy as np
 
 from cbench._validate import CbenchError, check, one_of, positive
+from cbench.privacy import gumbel
 
 RELATION_FACTOR = {"zero_out": 1, "replace_one": 2, "add_remove": 2}
 METHODS = ("private_prediction", "invisible_ink", "cluster_median",
@@ -525,7 +526,6 @@ def derive_parameters(target_epsilon: float, delta: float, batch_size: int,
           f"epsilon or batch_size, or lower clip.")
   tau = max(tau_for(r), min_temperature)
   if vocab_size is not None:
-    from cbench.synthesis import gumbel  # local: keeps privacy/ jax-free.
     tau = max(tau, 2.0 * clip / gumbel.max_exact_range(vocab_size))
   sigma = None
   if share > 0:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.privacy import gumbel
 from cbench.privacy import pp_accounting as pa
 
 REF = dict(batch_size=255, clip=10.0, temperature=2.0, svt_noise=0.2,
@@ -126,7 +127,6 @@ def test_derive_parameters_infeasible_and_infinite():
   assert pa.account_private_prediction(p, 1e-5).epsilon == math.inf
   # The exactness bound of the sampler raises tau for huge vocabularies.
   q = pa.derive_parameters(100.0, 1e-5, 255, 4, clip=10.0, vocab_size=256_000)
-  from cbench.synthesis import gumbel
   assert 2 * q.clip / q.temperature <= gumbel.max_exact_range(256_000) + 1e-9
 
 

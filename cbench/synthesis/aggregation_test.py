@@ -1,5 +1,7 @@
 """Tests of the logit aggregations (clip, mean, median, DClip, Top-k+)."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,5 +128,4 @@ def test_topk_plus_uses_public_logits_only():
   assert np.all(np.asarray(agg.topk_plus_mask(pub, 0, 0.3, 3)))
   # It has no private argument at all: the set cannot depend on private
   # logits (support invariance is tested end to end in samplers_test).
-  import inspect
   assert "priv" not in inspect.signature(agg.topk_plus_mask).parameters

@@ -25,10 +25,8 @@ import math
 import os
 from typing import Any, Callable
 
-import numpy as np
-
 from cbench import _validate
-from cbench._validate import CbenchError, check
+from cbench._validate import CbenchError
 
 # method name -> "module:function" implementing
 #   run(release_dir, base_dir, config, out_path) -> summary dict
@@ -125,40 +123,6 @@ def synthesize(release_dir: str, base_dir: str, config: SynthesisConfig,
   if not os.path.isdir(release_dir):
     raise CbenchError(f"Release directory not found: {release_dir}")
   return _resolve(config.method)(release_dir, base_dir, config, out_path)
-
-
-def coerce_option(name: str, value: Any, default: Any) -> Any:
-  """A method option's value (a flag string or a Python value) as the type
-  of its `default`: bool ("true"/"false"/"1"/"0" or a bool/int), int (exact),
-  float, str, or a tuple of ints ("16,32" or a sequence).
-
-  Raises:
-    CbenchError naming the option when the value does not fit.
-  """
-  try:
-    if isinstance(default, bool):
-      if isinstance(value, str):
-        check(value.lower() in ("true", "false", "1", "0"),
-              f"Expected option {name}={value!r} to be true or false.")
-        return value.lower() in ("true", "1")
-      check(isinstance(value, (bool, int, np.integer)),
-            f"Expected option {name}={value!r} to be true or false.")
-      return bool(value)
-    if isinstance(default, int):
-      out = int(value)
-      check(float(value) == out, f"Expected an integer option {name}={value}.")
-      return out
-    if isinstance(default, float):
-      return float(value)
-    if isinstance(default, str):
-      check(isinstance(value, str), f"Expected a string option {name}.")
-      return value
-    if isinstance(default, tuple):
-      items = value.split(",") if isinstance(value, str) else list(value)
-      return tuple(int(x) for x in items)
-  except (TypeError, ValueError) as e:
-    raise CbenchError(f"Bad option {name}={value!r}: {e}") from e
-  return value
 
 
 def ledger_path(out_path: str) -> str:

@@ -49,7 +49,7 @@ from typing import Optional, Sequence
 import dp_accounting
 import numpy as np
 
-from cbench._validate import CbenchError, check, one_of
+from cbench._validate import check, one_of
 
 _TWO64 = 1 << 64
 

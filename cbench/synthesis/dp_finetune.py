@@ -11,7 +11,7 @@ the row's real target tokens (`cross_entropy_loss`).
 
 Training (`finetune`)
 ---------------------
-* Sampling: true Poisson sampling (`sampling.PoissonSampler`), each record
+* Sampling: true Poisson sampling (`batch_sampling.PoissonSampler`), each record
   included independently with probability ``q = B / n`` (B = option
   ``batch_size``, the EXPECTED batch size; n = the release manifest's public
   train count). Batches are padded to public bucket sizes (multiples of
@@ -102,34 +102,34 @@ from typing import Any, Callable, Optional, Sequence
 import dp_accounting
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import numpy as np
+import optax
 
 from cbench import _validate
+from cbench import options as options_lib
 from cbench._validate import CbenchError, check
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
-from cbench.decoding import samplers as decoding_samplers
-from cbench.harness import lm_train
-from cbench.harness import model_store
-from cbench.harness import prompts as prompt_lib
+from cbench.decoding import token_samplers as decoding_samplers
+from cbench.io import checkpoint as checkpoint_lib
 from cbench.io import files
 from cbench.models import config as config_lib
+from cbench.models import model_store
 from cbench.models import registry
 from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
+from cbench.privacy import batch_sampling
 from cbench.privacy import dpsgd
 from cbench.privacy import ghost
 from cbench.privacy import ledger as ledger_lib
-from cbench.privacy import relations
-from cbench.privacy import sampling
 from cbench.synthesis import api
-from cbench.train import checkpoint as checkpoint_lib
-from cbench.train import lora as lora_lib
+from cbench.text import prompts as prompt_lib
+from cbench.train import lm_train
 from cbench.train import loop
+from cbench.train import lora as lora_lib
 from cbench.train import optim
 from cbench.train import text_data
 
@@ -219,7 +219,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   for name, value in config.options:
     check(name in fields, f"Unknown synthesis option {name!r} for method "
           f"{METHOD}; known: {sorted(fields)}.")
-    values[name] = api.coerce_option(name, value, fields[name].default)
+    values[name] = options_lib.coerce(name, value, fields[name].default)
   o = Options(**values)
   for name in ("steps", "seq_len", "pad_unit", "lora_rank", "max_new_tokens",
                "decode_batch", "checkpoint_every", "log_every"):
@@ -283,8 +283,8 @@ class Plan:
   planned_epsilon: float
   options: Options
 
-  def make_sampler(self, seed: int, pad_unit: int) -> sampling.PoissonSampler:
-    return sampling.make_sampler("poisson", self.num_records,
+  def make_sampler(self, seed: int, pad_unit: int) -> batch_sampling.PoissonSampler:
+    return batch_sampling.make_sampler("poisson", self.num_records,
                                  self.expected_batch_size, seed,
                                  pad_unit=pad_unit)
 
@@ -363,7 +363,7 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
         f"Option batch_size={o.batch_size} exceeds the {n} private records "
         f"(q = B / n must be <= 1).")
   q = o.batch_size / n
-  sampler = sampling.make_sampler("poisson", n, o.batch_size, config.seed)
+  sampler = batch_sampling.make_sampler("poisson", n, o.batch_size, config.seed)
   if math.isinf(config.epsilon):
     sigma, clip = 0.0, math.inf
   else:
@@ -520,7 +520,7 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
              rows: text_data.TokenRows, p: Plan, workdir: str,
              ledger: ledger_lib.Ledger, *, seed: int, mesh=None,
              hooks: Sequence[Any] = (), stop_after: Optional[int] = None,
-             on_batch: Optional[Callable[[int, sampling.Batch], None]] = None
+             on_batch: Optional[Callable[[int, batch_sampling.Batch], None]] = None
              ) -> TrainResult:
   """DP-SGD fine-tuning of `params` on `rows`; resumes from `workdir`.
 

@@ -10,15 +10,15 @@ import json
 import math
 import os
 
+from dp_accounting import dp_event as dpe
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from dp_accounting import dp_event as dpe
 
 from cbench._validate import CbenchError
 from cbench.corpus import release as release_lib
-from cbench.harness import model_store
+from cbench.models import model_store
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib

@@ -7,6 +7,7 @@ on the demo release (tiny shapes) and records the rows given to the decoder.
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.models import model_store
 from cbench.synthesis import api
 from cbench.synthesis import private_prediction as pp
 
@@ -78,7 +79,6 @@ def test_decoder_rows_carry_the_header(prefix, demo_release_dir,
   out = str(tmp_path / "synth.jsonl")
   summary = api.synthesize(demo_release_dir, micro_base_dir, cfg, out)
   assert summary["num_docs"] == 2
-  from cbench.harness import model_store  # pylint: disable=g-import-not-at-top
   tok = model_store.load(micro_base_dir).tokenizer
   sep = pp.separator_ids(tok)
   pre = pp.prefix_ids(tok, prefix, sep)

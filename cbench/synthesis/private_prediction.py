@@ -168,24 +168,25 @@ from typing import Any, Callable, Optional, Sequence
 
 import dp_accounting
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from cbench import _validate
+from cbench import options as options_lib
 from cbench._validate import CbenchError, check
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
-from cbench.harness import model_store
-from cbench.harness import prompts as prompts_lib
 from cbench.io import files
 from cbench.models import minilm
+from cbench.models import model_store
 from cbench.models import registry
+from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
 from cbench.privacy import pp_accounting as ppa
 from cbench.synthesis import api
 from cbench.synthesis import batching
-from cbench.synthesis import samplers
+from cbench.synthesis import private_samplers
+from cbench.text import prompts as prompts_lib
 
 log = logging.getLogger("cbench")
 
@@ -285,12 +286,12 @@ def parse_options(config: api.SynthesisConfig) -> Options:
       value = "" if value is None else str(value)
     elif name == "batch_size":
       if not (isinstance(value, str) and value == "auto"):
-        value = api.coerce_option(name, value, 0)
+        value = options_lib.coerce(name, value, 0)
     elif name == "num_batches":
       value = (None if value in (None, "None", "")
-               else api.coerce_option(name, value, 0))
+               else options_lib.coerce(name, value, 0))
     else:
-      value = api.coerce_option(name, value, default)
+      value = options_lib.coerce(name, value, default)
     values[name] = value
   if values.get("batch_size") is None:
     values["batch_size"] = ("auto" if config.method == "private_prediction"
@@ -586,18 +587,18 @@ def make_sampler(p: Plan, end_token_ids: tuple[int, ...]):
   """The shared decoder's sampler for a plan."""
   q, o = p.parameters, p.options
   if p.method == "public_only":
-    return samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
+    return private_samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
                                       end_token_ids)
   if p.method == "private_prediction":
-    return samplers.SvtPrivatePredictionSampler(
+    return private_samplers.SvtPrivatePredictionSampler(
         ppa.PrivatePredictionParams(**q), public_top_k=o.public_top_k,
         end_token_ids=end_token_ids)
   if p.method == "invisible_ink":
-    return samplers.InvisibleInkSampler(
+    return private_samplers.InvisibleInkSampler(
         q["batch_size"], q["clip"], q["temperature"], q["max_tokens"],
         top_k=q["top_k"], relation=q["relation"],
         end_token_ids=end_token_ids)
-  return samplers.MedianSampler(q["batch_size"], q["clip"], q["temperature"],
+  return private_samplers.MedianSampler(q["batch_size"], q["clip"], q["temperature"],
                                 q["max_tokens"], relation=q["relation"],
                                 end_token_ids=end_token_ids)
 
@@ -962,7 +963,7 @@ def _public_centres(bundle, p: Plan, key, mesh, seed: int,
   res = decoder.generate(
       bundle.params, bundle.config, rows,
       min(o.max_new_tokens, o.prompt_tokens),
-      samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
+      private_samplers.PublicOnlySampler(o.public_temperature, o.public_top_k,
                                  end_ids),
       key, group_size=1, eos_id=tok.eos_id, stop_token_ids=end_ids,
       mesh=mesh, pad_id=tok.pad_id, prompt_bucket=16)
@@ -1143,7 +1144,6 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       counts_pure_epsilon=_jsonable(counts_eps))
   mesh = None
   if p.options.mesh:
-    from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
     mesh = mesh_lib.make_mesh()
   seed_key = jax.random.key(config.seed)
   generated_tokens, gen_seconds, resumed = 0, 0.0, 0

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
+from cbench.configs import micro
 from cbench.corpus import release as release_lib
 from cbench.harness import pretrain
-from cbench.harness import recipes
 
 _CACHE: dict[str, str] = {}
 
@@ -40,6 +40,6 @@ def micro_base_model(root: str) -> str:
   path = os.path.join(root, "base_micro")
   if "base_micro" not in _CACHE:
     pretrain.pretrain_base(public_world(root), path,
-                           recipes.get_harness_config("micro").pretrain)
+                           micro.harness().pretrain)
     _CACHE["base_micro"] = path
   return _CACHE["base_micro"]

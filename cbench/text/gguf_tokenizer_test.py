@@ -16,9 +16,9 @@ import os
 
 import pytest
 
-from cbench.harness import prompts
 from cbench.models import gguf_loader
 from cbench.text import gguf_tokenizer
+from cbench.text import prompts
 from cbench.text import tokenizer as tokenizer_lib
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "..", "..", "testdata",

@@ -14,7 +14,7 @@ newlines with only whitespace between them, e.g. Gemma's ``"\\n\\n"``).
 This tokenizer has one newline piece (``newline_id``) plus the byte piece
 ``<0x0A>`` and no blank-line piece. `newline_sets` computes both from the
 text of each id; decoding code that stops at a newline or a blank line uses
-these sets (`cbench.harness.prompts.answer_stop_ids` /
+these sets (`cbench.text.prompts.answer_stop_ids` /
 `document_end_ids`), never a single id.
 
 `train_sentencepiece` is deterministic: the same texts in the same order give

@@ -1,8 +1,10 @@
 """Tests for the sentencepiece tokenizer: determinism and exact round-trips."""
 
+import io
 import os
 
 import pytest
+import sentencepiece as spm
 
 from cbench._validate import CbenchError
 from cbench.text import tokenizer as tokenizer_lib
@@ -95,8 +97,6 @@ def blank_line_tokenizer() -> tokenizer_lib.Tokenizer:
 
   Shared by the decoder, scorer and prompt tests (ids 0..3 special).
   """
-  import io  # pylint: disable=g-import-not-at-top
-  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   buf = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(_CORPUS), model_writer=buf, vocab_size=330,

@@ -22,7 +22,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from cbench.train import checkpoint as checkpoint_lib
+from cbench.io import checkpoint as checkpoint_lib
 from cbench.train import metrics_writer
 
 PyTree = Any

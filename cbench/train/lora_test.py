@@ -7,16 +7,15 @@ Pure unit tests on randomly initialised `micro` models of each architecture
 import functools
 
 import jax
-import numpy as np
-import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import numpy as np
+import pytest
 
 from cbench._validate import CbenchError
 from cbench.models import config as config_lib
 from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
-from cbench.parallel import rules
 from cbench.train import lora
 
 PROJECTIONS = {("attn", "q"), ("attn", "k"), ("attn", "v"), ("attn", "o"),
@@ -135,7 +134,7 @@ def test_targets_matching_nothing_is_refused():
 def test_shardings_follow_the_kernel_axes_and_merge_keeps_layout():
   mesh = mesh_lib.make_mesh(data=2, fsdp=2, model=2)
   cfg = _micro()
-  params = rules.init_params_sharded(None, cfg, mesh, jax.random.key(0))
+  params = registry.init_params_sharded(None, cfg, mesh, jax.random.key(0))
   adapters = lora.init(params, lora.LoraConfig(rank=2), jax.random.key(1))
   sh = lora.flatten(lora.shardings(params, adapters, mesh))
   want = {  # kernel spec -> (A spec, B spec)

@@ -14,6 +14,7 @@ import time
 from typing import Any, Mapping
 
 import jax
+from tensorboardX import SummaryWriter
 
 log = logging.getLogger("cbench")
 
@@ -28,11 +29,7 @@ class MetricsWriter:
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
       if tensorboard:
-        try:
-          from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-          self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-        except ImportError:  # TensorBoard output is optional.
-          self._tb = None
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:

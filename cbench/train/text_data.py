@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -128,7 +128,7 @@ class EpochOrder:
   """Shuffled epochs of fixed-size batches; batch `step` is a pure function.
 
   This is the non-private data order (each row once per epoch). DP-SGD uses
-  the Poisson samplers of `cbench.privacy.sampling` instead.
+  the Poisson samplers of `cbench.privacy.batch_sampling` instead.
   """
   num_rows: int
   batch_size: int

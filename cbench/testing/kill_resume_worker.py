@@ -18,7 +18,7 @@ steps slow enough to be hit.
 
 Run as a worker (what the test launches):
 
-  python -m cbench.train.kill_resume_worker --workdir=DIR \
+  python -m cbench.testing.kill_resume_worker --workdir=DIR \
       [--cache_dir=DIR] [--step_delay=0.2]
 
 ``--cache_dir`` turns on JAX's persistent compilation cache so restarts
@@ -33,7 +33,16 @@ import math
 import os
 import time
 
+import jax
 import numpy as np
+
+from cbench.io import files
+from cbench.models import config as config_lib
+from cbench.models import registry
+from cbench.parallel import mesh as mesh_lib
+from cbench.privacy import ledger as ledger_lib
+from cbench.synthesis import dp_finetune as dpft
+from cbench.train import text_data
 
 VOCAB = 64
 SEQ = 16
@@ -49,7 +58,6 @@ SEED = 7
 
 def rows():
   """The private records as `TokenRows` (random ids, random lengths)."""
-  from cbench.train import text_data  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(1234)
   tokens = rng.integers(4, VOCAB, (NUM_RECORDS, SEQ + 1), dtype=np.int32)
   lengths = rng.integers(4, SEQ + 2, NUM_RECORDS).astype(np.int32)
@@ -58,7 +66,6 @@ def rows():
 
 
 def model_config():
-  from cbench.models import config as config_lib  # pylint: disable=g-import-not-at-top
   return config_lib.ModelConfig(vocab_size=VOCAB, d_model=16, num_layers=1,
                                 num_heads=2, num_kv_heads=1, head_dim=8,
                                 mlp_dim=32, max_len=32)
@@ -66,7 +73,6 @@ def model_config():
 
 def make_plan():
   """A fixed plan (sigma given, not calibrated: no PLD search per start)."""
-  from cbench.synthesis import dp_finetune as dpft  # pylint: disable=g-import-not-at-top
   o = dpft.Options(steps=STEPS, batch_size=float(BATCH), clip_norm=CLIP,
                    seq_len=SEQ, pad_unit=PAD_UNIT,
                    checkpoint_every=CHECKPOINT_EVERY, log_every=1,
@@ -108,8 +114,6 @@ class _Progress:
 
 
 def flat_params(params) -> dict[str, np.ndarray]:
-  import jax  # pylint: disable=g-import-not-at-top
-  from cbench.synthesis import dp_finetune as dpft  # pylint: disable=g-import-not-at-top
   return {"/".join(k): np.asarray(v) for k, v in
           dpft._flatten(jax.device_get(params)).items()}  # pylint: disable=protected-access
 
@@ -121,17 +125,11 @@ def run_scenario(workdir: str, step_delay: float = 0.0) -> dict:
     {"params": {path: array}, "executed": steps run by this call,
     "charges": ledger count, "epsilon": ledger epsilon}.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from cbench.io import files  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import rules  # pylint: disable=g-import-not-at-top
-  from cbench.privacy import ledger as ledger_lib  # pylint: disable=g-import-not-at-top
-  from cbench.synthesis import dp_finetune as dpft  # pylint: disable=g-import-not-at-top
 
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh_lib.make_mesh()
   cfg = model_config()
-  params = rules.init_params_sharded(None, cfg, mesh, jax.random.key(0))
+  params = registry.init_params_sharded(None, cfg, mesh, jax.random.key(0))
   p = make_plan()
   sampler = p.make_sampler(SEED, dpft.pad_unit(p.options, mesh))
   header = dpft.make_ledger_header(p, sampler, {"scenario": "kill_resume",
@@ -171,7 +169,6 @@ def main() -> None:
   parser.add_argument("--step_delay", type=float, default=0.0)
   args = parser.parse_args()
   if args.cache_dir:
-    import jax  # pylint: disable=g-import-not-at-top
     jax.config.update("jax_compilation_cache_dir", args.cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from cbench.decoding import decoder
+from cbench.models import config as config_lib
+from cbench.models import registry
 from cbench.privacy import pp_accounting as pa
 from cbench.synthesis import aggregation as agg
-from cbench.synthesis import samplers as S
+from cbench.synthesis import private_samplers as S
 
 V, C, TAU = 6, 1.0, 0.7
 
@@ -519,9 +522,6 @@ def test_public_only_reads_the_last_row():
 
 
 def test_svt_sampler_runs_inside_the_shared_decoder():
-  from cbench.decoding import decoder
-  from cbench.models import config as config_lib
-  from cbench.models import registry
 
   cfg = config_lib.get_model_config("micro", 64, max_len=64)
   params = registry.init_params(cfg, jax.random.key(0))

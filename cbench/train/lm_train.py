@@ -32,8 +32,8 @@ from cbench.models import registry
 from cbench.models.transformer import Transformer
 from cbench.parallel import mesh as mesh_lib
 from cbench.parallel import rules
-from cbench.train import lora
 from cbench.train import loop
+from cbench.train import lora
 from cbench.train import optim
 from cbench.train import text_data
 
@@ -282,7 +282,7 @@ def place_params(params: PyTree, config: config_lib.ModelConfig, mesh
                  ) -> PyTree:
   """`params` on `mesh` in `rules.param_shardings` (leaves already placed
   equivalently are kept, not copied)."""
-  shardings = rules.param_shardings(config, mesh)
+  shardings = registry.param_shardings(config, mesh)
 
   def put(x, s):
     current = getattr(x, "sharding", None)

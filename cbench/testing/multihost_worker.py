@@ -15,7 +15,7 @@ with 8 devices or on several processes (e.g. 2 x 4 CPU devices after
 Run as a worker (what the test launches, once per process):
 
   XLA_FLAGS=--xla_force_host_platform_device_count=4 \
-  python -m cbench.parallel.multihost_worker --workdir=DIR \
+  python -m cbench.testing.multihost_worker --workdir=DIR \
       --coordinator=127.0.0.1:PORT --num_processes=2 --process_id=I
 
 Process 0 writes ``DIR/results.npz``; the other processes write nothing but
@@ -29,7 +29,24 @@ import functools
 import os
 import sys
 
+import jax
+from jax.experimental import multihost_utils
 import numpy as np
+import optax
+
+from cbench.decoding import decoder
+from cbench.io import files
+from cbench.models import config as config_lib
+from cbench.models import registry
+from cbench.models.transformer import Transformer
+from cbench.parallel import distributed
+from cbench.parallel import mesh as mesh_lib
+from cbench.privacy import batch_sampling
+from cbench.privacy import dpsgd
+from cbench.privacy import pp_accounting
+from cbench.synthesis import private_samplers
+from cbench.train import lm_train
+from cbench.train import loop
 
 VOCAB = 64
 SEQ = 16
@@ -77,21 +94,7 @@ def run_scenario(workdir: str) -> dict[str, np.ndarray]:
   ``loaded`` ``[processes, STEPS * rows_per_process]`` record indices each
   process read.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
 
-  from cbench.decoding import decoder  # pylint: disable=g-import-not-at-top
-  from cbench.harness import lm_train  # pylint: disable=g-import-not-at-top
-  from cbench.models.transformer import Transformer  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import distributed  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import rules  # pylint: disable=g-import-not-at-top
-  from cbench.privacy import dpsgd  # pylint: disable=g-import-not-at-top
-  from cbench.privacy import pp_accounting  # pylint: disable=g-import-not-at-top
-  from cbench.privacy import sampling  # pylint: disable=g-import-not-at-top
-  from cbench.synthesis import samplers  # pylint: disable=g-import-not-at-top
-  from cbench.train import loop  # pylint: disable=g-import-not-at-top
 
   mesh = mesh_lib.make_mesh()
   cfg = model_config()
@@ -105,7 +108,7 @@ def run_scenario(workdir: str) -> dict[str, np.ndarray]:
   dp_cfg = dpsgd.DpSgdConfig(clip_norm=1.0, noise_multiplier=0.5,
                              expected_batch_size=float(BATCH),
                              sampler="truncated_poisson")
-  sampler = sampling.make_sampler("truncated_poisson", NUM_RECORDS,
+  sampler = batch_sampling.make_sampler("truncated_poisson", NUM_RECORDS,
                                   float(BATCH), seed=7,
                                   max_batch_size=BATCH, pad_unit=BATCH)
   dpsgd.check_plan(dp_cfg, sampler)
@@ -129,7 +132,7 @@ def run_scenario(workdir: str) -> dict[str, np.ndarray]:
     b = sampler.batch(i)
     return distributed.sampled_batch(b.indices, b.is_padding, loader, mesh)
 
-  params = rules.init_params_sharded(None, cfg, mesh, _key(jax, 0,
+  params = registry.init_params_sharded(None, cfg, mesh, _key(jax, 0,
                                                            replicated))
   state = lm_train.init_state(params, opt, mesh)
   state = loop.run(state, step, batch_fn,
@@ -142,7 +145,7 @@ def run_scenario(workdir: str) -> dict[str, np.ndarray]:
   pp = pp_accounting.PrivatePredictionParams(
       batch_size=s, clip=2.0, temperature=1.0, svt_noise=0.1,
       threshold=0.3, max_private_tokens=4)
-  svt = samplers.SvtPrivatePredictionSampler(pp, end_token_ids=(EOS,))
+  svt = private_samplers.SvtPrivatePredictionSampler(pp, end_token_ids=(EOS,))
   res = decoder.generate(state.params, cfg, prompts(), NEW_TOKENS, svt,
                          _key(jax, 2, replicated), group_size=s + 1,
                          eos_id=EOS, mesh=mesh)
@@ -162,7 +165,6 @@ def run_scenario(workdir: str) -> dict[str, np.ndarray]:
 
 
 def model_config():
-  from cbench.models import config as config_lib  # pylint: disable=g-import-not-at-top
   return config_lib.get_model_config("micro", VOCAB, max_len=32)
 
 
@@ -181,10 +183,6 @@ def main(argv: list[str] | None = None) -> int:
   ap.add_argument("--init_timeout", type=int, default=60)
   args = ap.parse_args(argv)
 
-  import jax  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import distributed  # pylint: disable=g-import-not-at-top
-  from cbench.parallel import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  from cbench.io import files  # pylint: disable=g-import-not-at-top
 
   mesh_lib.maybe_initialize_distributed(
       True, coordinator=args.coordinator, num_processes=args.num_processes,

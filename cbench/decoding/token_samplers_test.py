@@ -1,4 +1,4 @@
-"""Tests for the Greedy and Temperature samplers."""
+"""Tests for the Greedy and Temperature token samplers."""
 
 import jax
 import jax.numpy as jnp
@@ -7,13 +7,13 @@ import pytest
 from scipy import stats
 
 from cbench._validate import CbenchError
-from cbench.decoding import samplers
+from cbench.decoding import token_samplers
 
 
 def test_greedy_is_argmax_of_row0():
   logits = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3, 11)),
                        jnp.float32)
-  g = samplers.Greedy()
+  g = token_samplers.Greedy()
   state = g.init_state(5, jax.random.key(0))
   tokens, stop, new_state = g.next_tokens(logits, jax.random.key(1), state)
   np.testing.assert_array_equal(tokens, np.argmax(logits[:, 0], axis=-1))
@@ -36,20 +36,20 @@ def test_temperature_frequencies_match_softmax():
   """Chi-square goodness of fit, 40k draws, reject at alpha = 1e-3."""
   logits = jnp.asarray([2.0, 1.0, 0.5, 0.0, -1.0], jnp.float32)
   n, temperature = 40_000, 2.0
-  counts = _frequencies(samplers.Temperature(temperature), logits, n,
+  counts = _frequencies(token_samplers.Temperature(temperature), logits, n,
                         jax.random.key(0))
   z = np.asarray(logits, np.float64) / temperature
   expected = n * np.exp(z) / np.exp(z).sum()
   assert stats.chisquare(counts, expected).pvalue > 1e-3
   # A wrong temperature (1.0 instead of 2.0) is rejected by the same test.
-  wrong = _frequencies(samplers.Temperature(1.0), logits, n,
+  wrong = _frequencies(token_samplers.Temperature(1.0), logits, n,
                        jax.random.key(0))
   assert stats.chisquare(wrong, expected).pvalue < 1e-3
 
 
 def test_temperature_protocol_call_uses_row0_and_key():
   logits = jnp.zeros((4, 2, 50)).at[:, 1, 7].set(100.0)  # row 1 ignored
-  t = samplers.Temperature(0.5)
+  t = token_samplers.Temperature(0.5)
   state = t.init_state(4, jax.random.key(0))
   a, stop, _ = t.next_tokens(logits, jax.random.key(1), state)
   b, _, _ = t.next_tokens(logits, jax.random.key(1), state)
@@ -63,5 +63,5 @@ def test_temperature_protocol_call_uses_row0_and_key():
 def test_temperature_validation():
   for bad in (0.0, -1.0, float("inf")):
     with pytest.raises(CbenchError, match="temperature"):
-      samplers.Temperature(bad)
-  assert hash(samplers.Temperature(0.7)) == hash(samplers.Temperature(0.7))
+      token_samplers.Temperature(bad)
+  assert hash(token_samplers.Temperature(0.7)) == hash(token_samplers.Temperature(0.7))

@@ -31,8 +31,8 @@ import dataclasses
 import math
 from typing import Optional
 
-import numpy as np
 from dp_accounting import dp_event as dpe
+import numpy as np
 
 from cbench._validate import CbenchError, check, one_of
 from cbench.privacy import accounting

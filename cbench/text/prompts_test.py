@@ -3,8 +3,8 @@
 import pytest
 
 from cbench._validate import CbenchError
-from cbench.harness import prompts
 from cbench.synthesis import private_prediction as pp
+from cbench.text import prompts
 from cbench.text import tokenizer as tokenizer_lib
 from cbench.text.tokenizer_test import _CORPUS, blank_line_tokenizer
 

@@ -1,15 +1,14 @@
 """Samplers: Poisson statistics (and a shuffling mutant fails), truncation,
 padding buckets, replay from (seed, step), and sampler/event agreement."""
 
-import math
 
+from dp_accounting import dp_event as dpe
 import numpy as np
 import pytest
-from dp_accounting import dp_event as dpe
 from scipy import stats
 
 from cbench._validate import CbenchError
-from cbench.privacy import sampling
+from cbench.privacy import batch_sampling
 
 ALPHA = 1e-3
 N, Q, T = 1000, 0.05, 4000
@@ -66,17 +65,17 @@ def _three_pvalues(sampler, steps=T):
 
 @pytest.mark.stat
 def test_poisson_sampler_passes_chi_square_tests():
-  p = _three_pvalues(sampling.PoissonSampler(N, Q, seed=1))
+  p = _three_pvalues(batch_sampling.PoissonSampler(N, Q, seed=1))
   assert min(p) > ALPHA, p
 
 
 @pytest.mark.stat
 def test_shuffling_sampler_fails_poisson_tests():
-  p = _three_pvalues(sampling.ShuffledEpochSampler(N, int(N * Q), seed=1))
+  p = _three_pvalues(batch_sampling.ShuffledEpochSampler(N, int(N * Q), seed=1))
   assert max(p) < ALPHA, p
 
 
-class _FixedSizeSampler(sampling.PoissonSampler):
+class _FixedSizeSampler(batch_sampling.PoissonSampler):
   """Mutant: uniform fixed-size batches, presented as Poisson."""
 
   def _draw(self, rng):
@@ -91,7 +90,7 @@ def test_fixed_size_mutant_fails_batch_size_test():
 
 
 def test_truncated_batches_bounded_and_buckets_public():
-  s = sampling.TruncatedPoissonSampler(200, 0.1, max_batch_size=24, seed=3,
+  s = batch_sampling.TruncatedPoissonSampler(200, 0.1, max_batch_size=24, seed=3,
                                        pad_unit=8)
   assert s.bucket_sizes == (8, 16, 24)
   shapes = set()
@@ -108,16 +107,16 @@ def test_truncated_batches_bounded_and_buckets_public():
 
 
 def test_empty_batch_has_public_shape():
-  s = sampling.PoissonSampler(10, 0.01, seed=0, pad_unit=4)
+  s = batch_sampling.PoissonSampler(10, 0.01, seed=0, pad_unit=4)
   empties = [s.batch(t) for t in range(200) if s.batch(t).size == 0]
   assert empties and all(len(b.indices) == 4 and b.is_padding.all()
                          for b in empties)
 
 
 def test_stream_is_a_function_of_seed_and_step():
-  a = sampling.PoissonSampler(500, 0.05, seed=7)
-  b = sampling.PoissonSampler(500, 0.05, seed=7)
-  c = sampling.PoissonSampler(500, 0.05, seed=8)
+  a = batch_sampling.PoissonSampler(500, 0.05, seed=7)
+  b = batch_sampling.PoissonSampler(500, 0.05, seed=7)
+  c = batch_sampling.PoissonSampler(500, 0.05, seed=8)
   order = [5, 0, 3, 5, 1]
   for t in order:  # any order, any repetition: replay gives the same batch
     np.testing.assert_array_equal(a.batch(t).indices, b.batch(t).indices)
@@ -127,7 +126,7 @@ def test_stream_is_a_function_of_seed_and_step():
 
 
 def test_events_match_the_sampler_that_runs():
-  s = sampling.make_sampler("poisson", 1000, 25.0, seed=0)
+  s = batch_sampling.make_sampler("poisson", 1000, 25.0, seed=0)
   assert s.sampling_prob == 0.025 and s.expected_batch_size == 25.0
   steps = 0
   for t in range(37):  # drive the real iterator; count executed steps
@@ -137,14 +136,14 @@ def test_events_match_the_sampler_that_runs():
   assert isinstance(ev, dpe.SelfComposedDpEvent) and ev.count == steps
   assert isinstance(ev.event, dpe.PoissonSampledDpEvent)
   assert ev.event.sampling_probability == s.sampling_prob
-  ev = sampling.make_sampler("truncated_poisson", 1000, 25.0, seed=0,
+  ev = batch_sampling.make_sampler("truncated_poisson", 1000, 25.0, seed=0,
                              max_batch_size=40).dp_event(1.1, 3)
   assert isinstance(ev.event, dpe.TruncatedSubsampledGaussianDpEvent)
   assert (ev.event.dataset_size, ev.event.truncated_batch_size) == (1000, 40)
 
 
 def test_shuffled_event_is_not_poisson_and_counts_participations():
-  s = sampling.ShuffledEpochSampler(100, 10, seed=0)
+  s = batch_sampling.ShuffledEpochSampler(100, 10, seed=0)
   steps = 23  # 3 epochs touched
   counts = _membership(s, steps).sum(0)
   assert s.participations(steps) == counts.max() == 3
@@ -153,6 +152,6 @@ def test_shuffled_event_is_not_poisson_and_counts_participations():
   with pytest.raises(CbenchError, match="no amplification"):
     s.dp_event(1.0, steps, "add_remove")
   with pytest.raises(CbenchError):
-    sampling.make_sampler("truncated_poisson", 100, 10.0, seed=0)
+    batch_sampling.make_sampler("truncated_poisson", 100, 10.0, seed=0)
   with pytest.raises(CbenchError):
-    sampling.TruncatedPoissonSampler(100, 0.1, 10, seed=0, pad_unit=4)
+    batch_sampling.TruncatedPoissonSampler(100, 0.1, 10, seed=0, pad_unit=4)

@@ -31,10 +31,9 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from cbench.privacy import ledger as ledger_lib
-from cbench.train import kill_resume_worker as worker
+from cbench.testing import kill_resume_worker as worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -57,7 +56,7 @@ def _launch(workdir, cache_dir):
   env = dict(os.environ)
   env["JAX_PLATFORMS"] = "cpu"
   return subprocess.Popen(
-      [sys.executable, "-m", "cbench.train.kill_resume_worker",
+      [sys.executable, "-m", "cbench.testing.kill_resume_worker",
        f"--workdir={workdir}", f"--cache_dir={cache_dir}",
        f"--step_delay={STEP_DELAY_S}"],
       cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from cbench._validate import CbenchError
-from cbench.synthesis import gumbel
+from cbench.privacy import gumbel
 
 
 def _words(w0, w1, w2, w3):

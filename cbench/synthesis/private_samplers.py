@@ -25,7 +25,7 @@ Samplers and their accounting (`cbench.privacy.pp_accounting`):
 * `PublicOnlySampler`: the public row alone (eps = 0).
 
 Exact sampling: private tokens are drawn by Gumbel-max with the
-high-resolution Gumbel of `cbench.synthesis.gumbel`; for clipped mechanisms
+high-resolution Gumbel of `cbench.privacy.gumbel`; for clipped mechanisms
 (scaled range <= 2c/tau) `next_tokens` checks at trace time that the range
 is within the exactly-sampled limit for the vocabulary (`check_exact_range`).
 InvisibleInk's scaled logits contain the public logits (unbounded range):
@@ -48,15 +48,15 @@ the public prompt and account it under 'add_remove' (see pp_accounting).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from cbench._validate import CbenchError, check, positive
+from cbench.privacy import gumbel
 from cbench.privacy import pp_accounting
-from cbench.synthesis import aggregation, gumbel
+from cbench.synthesis import aggregation
 
 
 class PrivateState(NamedTuple):

@@ -5,9 +5,8 @@ Layout of a finished model directory ``W``::
   W/tokenizer.model      sentencepiece model (shared by base and fine-tunes)
   W/model_config.json    `ModelConfig` fields
   W/fewshot.json         public-world exemplars used by QA scoring
-  W/replay.npz           tokenized rows mixed into harness fine-tuning:
-                         the practice world (`pretrain.practice_texts`) or,
-                         without one, the public-world pretraining rows
+  W/replay.npz           (base models the harness built) rows mixed into
+                         harness fine-tuning (`cbench.harness.replay`)
   W/params/              final parameters (orbax)
   W/DONE.json            written last: what produced W (recipe, data sha256)
 
@@ -30,15 +29,14 @@ from typing import Any
 import jax
 
 from cbench._validate import CbenchError
+from cbench.io import checkpoint
 from cbench.io import files
 from cbench.models import config as config_lib
 from cbench.models import gguf_loader
 from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
-from cbench.parallel import rules
 from cbench.text import gguf_tokenizer
 from cbench.text.tokenizer import Tokenizer
-from cbench.train import checkpoint
 
 PyTree = Any
 DONE = "DONE.json"
@@ -78,23 +76,6 @@ def check_static(workdir: str, config: config_lib.ModelConfig) -> None:
       raise CbenchError(
           f"{workdir} holds a model with a different configuration "
           f"(fields {diff} differ); use a new --workdir.")
-
-
-def save_replay(workdir: str, rows) -> None:
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  with files.atomic_open(os.path.join(workdir, "replay.npz"), "wb") as f:
-    np.savez(f, tokens=rows.tokens, lengths=rows.lengths)
-
-
-def load_replay(workdir: str):
-  """The rows fine-tuning mixes in (`TokenRows`, see the layout), or None."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from cbench.train import text_data  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, "replay.npz")
-  if not os.path.exists(path):
-    return None
-  with np.load(path) as z:
-    return text_data.TokenRows(z["tokens"], z["lengths"], 0)
 
 
 def finish(workdir: str, params: PyTree, info: dict) -> None:
@@ -151,7 +132,7 @@ def load(path: str, *, mesh=None) -> ModelBundle:
     raise CbenchError(f"{path}: tokenizer has {tokenizer.vocab_size} ids but "
                       f"the model config expects {config.vocab_size}.")
   mesh = mesh_lib.make_mesh() if mesh is None else mesh
-  shardings = rules.param_shardings(config, mesh)
+  shardings = registry.param_shardings(config, mesh)
   target = jax.eval_shape(lambda: registry.init_params(config, jax.random.key(0)))
   target = jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
