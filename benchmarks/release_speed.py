@@ -16,23 +16,22 @@ import time
 
 from absl import app
 from absl import flags
-
-from benchmarks import bench_flags
 from absl import logging
 
-from cbench.corpus import release
+from benchmarks import bench_flags
+from cbench.tracks.geminon import generator as geminon
 
 _SIZES = bench_flags.DEFINE_list("sizes", ["demo", "small"],
-                           f"Sizes to build, from {list(release.SIZES)}.")
+                           f"Sizes to build, from {list(geminon.SIZES)}.")
 _RELEASE = bench_flags.DEFINE_string("release", "2026q4", "Release id.")
 
 
 def measure(size: str, release_id: str) -> dict:
-  config = release.make_config("geminon", release_id, size)
+  config = geminon.make_config("geminon", release_id, size)
   tmp = tempfile.mkdtemp(prefix=f"cbench-release-{size}-")
   try:
     start = time.perf_counter()
-    m = release.build_release(config, os.path.join(tmp, "r"))
+    m = geminon.build_release(config, os.path.join(tmp, "r"))
     wall = time.perf_counter() - start
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

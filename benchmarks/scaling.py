@@ -16,7 +16,7 @@ reassociation only). On a CPU the "devices" share the same cores, so the
 throughput column checks the sharding, it is not a speed claim.
 
 Beam: builds a `--beam_size` release with the corpus stage on the
-DirectRunner (`cbench.corpus.beam_pipeline`: shards generated and
+DirectRunner (`cbench.tracks.geminon.beam_pipeline`: shards generated and
 deduplicated in parallel, `--beam_workers` worker processes) and, for
 reference, with the single-process path; prints documents/s of both (whole
 build and corpus stage alone) and whether the two releases are
@@ -48,12 +48,12 @@ import numpy as np
 import optax
 
 from benchmarks import bench_flags
-from cbench.corpus import release
 from cbench.models import config as config_lib
 from cbench.models import registry
 from cbench.models.transformer import Transformer
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import dpsgd
+from cbench.tracks.geminon import generator as geminon
 
 _DEVICES = bench_flags.DEFINE_list("devices", ["1", "2", "4", "8"],
                              "Fake CPU device counts, one subprocess each.")
@@ -186,16 +186,16 @@ def beam_throughput(size: str, workers: int) -> list[dict]:
   `corpus_docs_per_s`: generation, dedup, splits, supports), the part Beam
   parallelises over shards. `documents` = document slots generated.
   """
-  from cbench.corpus import beam_pipeline  # pylint: disable=g-import-not-at-top
-  config = release.make_config("geminon", "2026q4", size)
+  from cbench.tracks.geminon import beam_pipeline  # pylint: disable=g-import-not-at-top
+  config = geminon.make_config("geminon", "2026q4", size)
   tmp = tempfile.mkdtemp(prefix="cbench-beam-")
   rows = []
   try:
     single_stage, beam_stage = [], []
     t0 = time.perf_counter()
-    single = release.build_release(
+    single = geminon.build_release(
         config, os.path.join(tmp, "single"),
-        corpus_stage=_timed(release.generate_corpus, single_stage))
+        corpus_stage=_timed(geminon.generate_corpus, single_stage))
     single_s = time.perf_counter() - t0
     args = [f"--direct_num_workers={workers}"]
     if workers > 1:
@@ -203,7 +203,7 @@ def beam_throughput(size: str, workers: int) -> list[dict]:
     stage = functools.partial(beam_pipeline.generate_corpus,
                               runner="DirectRunner", pipeline_args=args)
     t0 = time.perf_counter()
-    beamed = release.build_release(config, os.path.join(tmp, "beam"),
+    beamed = geminon.build_release(config, os.path.join(tmp, "beam"),
                                    corpus_stage=_timed(stage, beam_stage))
     beam_s = time.perf_counter() - t0
     docs = single["dedup"]["generated"]

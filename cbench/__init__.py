@@ -5,7 +5,8 @@ one, never from a higher one, with no import cycle (`tools/check_layering.py`,
 enforced by ``tests/layering_test.py``):
 
   _validate, options, io → text → corpus → parallel → privacy → models →
-  train → decoding → synthesis → harness → benchmark → configs → testing
+  train → decoding → synthesis → harness → tracks → benchmark → configs →
+  testing
 
 ``experiments/`` (absl binaries), ``benchmarks/``, ``launch/`` and
 ``tools/`` sit above the library; the library never imports them.
@@ -25,6 +26,7 @@ LAYERS = (
     ("decoding",),
     ("synthesis",),
     ("harness",),
+    ("tracks",),
     ("benchmark",),
     ("configs",),
     ("testing",),

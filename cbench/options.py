@@ -45,9 +45,14 @@ def _parse_bool(name: str, value: Any) -> bool:
 def _parse_int(name: str, value: Any) -> int:
   check(not isinstance(value, bool),
         f"Expected an integer option {name}={value!r}.")
-  out = int(float(value)) if isinstance(value, str) else int(value)
-  check(float(value) == out, f"Expected an integer option {name}={value}.")
-  return out
+  if isinstance(value, str):
+    try:
+      return int(value.strip())  # Exact, however large.
+    except ValueError:
+      value = float(value)  # "3.0" is 3; "3.5" and "inf" are refused below.
+  check(not isinstance(value, float) or value.is_integer(),
+        f"Expected an integer option {name}={value}.")
+  return int(value)
 
 
 def _items(value: Any) -> list:

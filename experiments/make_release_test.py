@@ -38,12 +38,44 @@ def test_builds_demo_and_prints_summary(tmp_path):
   assert "--overwrite" in again.stderr
 
 
+def test_builds_a_news_release_from_a_crawl(tmp_path):
+  out = str(tmp_path / "news")
+  crawl = os.path.join(ROOT, "testdata", "news", "crawl.warc.gz")
+  proc = _run("--track=news", f"--crawl={crawl}", "--release=2026-03",
+              f"--out={out}", "--override=embedder=hashing",
+              "--override=zero_shot_model=")
+  assert proc.returncode == 0, proc.stderr
+  summary = json.loads(proc.stdout)
+  assert summary["track"] == "news" and summary["articles_read"] == 33
+  assert summary["kept_per_stage"] == {"extract": 32, "window": 14,
+                                       "language": 13, "dedup": 12}
+  assert summary["events"] == 3
+  assert summary["questions_after_zero_shot"] == sum(
+      summary["questions"].values())
+  assert set(summary["stage_seconds"]) >= {"read_extract_language", "events"}
+  bad = _run("--track=news", f"--crawl={crawl}", "--release=2026-03",
+             f"--out={out}", "--override=embedder=bert")
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1].startswith(
+      "error: --override=embedder: Unknown embedder='bert'")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--release=2026q7"], "--release"),
     (["--release=2026-10"], "--release"),
     (["--release=2026q4", "--size=huge"], "--size"),
     (["--track=pokemon", "--release=2026q4"], "--track"),
-    (["--track=news", "--release=2026q4"], "not implemented yet"),
+    (["--track=news", "--release=2026q4"], "--release='2026q4': a News "
+                                          "release id is a month"),
+    (["--track=news", "--release=2026-03"], "--crawl is required"),
+    (["--track=news", "--release=2026-03", "--crawl=/nonexistent"],
+     "--crawl=/nonexistent matches no crawl file"),
+    (["--track=news", "--release=2026-03", "--size=demo"],
+     "--size does not apply to --track=news"),
+    (["--release=2026q4", "--crawl=x.warc"], "--crawl does not apply"),
+    (["--release=2026q4", "--override=size=huge"], "size"),
+    (["--release=2026q4", "--runner=DirectRunner", "--beam_options='x"],
+     "--beam_options"),
     ([], "--release is required"),
     (["--public_world", "--release=2026q4"], "--release"),
 ])

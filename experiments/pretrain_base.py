@@ -12,7 +12,8 @@ import json
 
 from absl import flags
 
-from cbench.harness import pretrain
+from cbench._validate import CbenchError
+from cbench.tracks.geminon import pretrain
 from experiments import common
 
 _PUBLIC_WORLD = flags.DEFINE_string("public_world", None, "Public world directory.")
@@ -24,6 +25,9 @@ flags.mark_flags_as_required(["public_world", "workdir"])
 def main(argv):
   del argv
   cfg = _CONFIG.harness()
+  if cfg.pretrain is None:
+    raise CbenchError(f"--config={cfg.name} fine-tunes a pretrained model "
+                      f"({cfg.base_model}); it has nothing to pretrain.")
   info = pretrain.pretrain_base(_PUBLIC_WORLD.value, _WORKDIR.value,
                                 cfg.pretrain)
   print(json.dumps({"workdir": _WORKDIR.value, "num_params": info["num_params"],

@@ -37,6 +37,7 @@ def test_every_library_folder_is_in_a_layer():
   cbench = os.path.join(check_layering.ROOT, "cbench")
   present = {n[:-3] if n.endswith(".py") else n for n in os.listdir(cbench)
              if n != "__init__.py" and n != "conftest.py"
+             and not n.endswith("_test.py")
              and not n.startswith((".", "__"))
              and (n.endswith(".py") or os.path.isdir(os.path.join(cbench, n)))}
   assert present <= layers, sorted(present - layers)

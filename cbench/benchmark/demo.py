@@ -13,7 +13,7 @@ import os
 import time
 
 from cbench.benchmark import runner
-from cbench.corpus import release as release_lib
+from cbench.tracks.geminon import generator as geminon
 
 log = logging.getLogger("cbench")
 
@@ -49,12 +49,12 @@ def run_demo(config: DemoConfig, workdir: str) -> dict:
   bench = config.in_workdir(workdir)
   if not os.path.exists(os.path.join(bench.release_dir, "manifest.json")):
     log.info("building the demo release %s", config.release_id)
-    release_lib.build_release(
-        release_lib.make_config("geminon", config.release_id, config.size),
+    geminon.build_release(
+        geminon.make_config("geminon", config.release_id, config.size),
         bench.release_dir, overwrite=os.path.exists(bench.release_dir))
   if not os.path.exists(os.path.join(bench.public_world_dir, "manifest.json")):
     log.info("building the public world")
-    release_lib.build_public_world(
+    geminon.build_public_world(
         bench.public_world_dir,
         overwrite=os.path.exists(bench.public_world_dir))
   rows = runner.run_benchmark(bench, os.path.join(workdir, "benchmark"))

@@ -46,13 +46,13 @@ from cbench._validate import CbenchError
 from cbench.benchmark import report
 from cbench.corpus import release as release_lib
 from cbench.harness import finetune
-from cbench.harness import pretrain
 from cbench.harness import recipes
 from cbench.harness import score
 from cbench.io import files
 from cbench.models import model_store
 from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api as synthesis_api
+from cbench.tracks import registry as track_registry
 
 log = logging.getLogger("cbench")
 SCORE_SPLITS = ("public_test", "sensitive_test")
@@ -265,19 +265,21 @@ def _own_ledger(path: str | None) -> dict:
           "delta": info.get("delta")}
 
 
-def _ensure_base(config: BenchmarkConfig, workdir: str) -> str:
-  if config.base_dir:
-    model_store.load_config(config.base_dir)
-    if not model_store.is_done(config.base_dir):
-      raise CbenchError(f"--base={config.base_dir} is not a finished model directory.")
-    return config.base_dir
-  pw = config.public_world_dir or os.path.join(workdir, "public_world")
-  if not os.path.exists(os.path.join(pw, "manifest.json")):
-    log.info("building the public world in %s", pw)
-    release_lib.build_public_world(pw, overwrite=os.path.exists(pw))
-  base = os.path.join(workdir, "base")
-  pretrain.pretrain_base(pw, base, config.harness.pretrain)
-  return base
+def _ensure_base(config: BenchmarkConfig, release: release_lib.Release,
+                 workdir: str) -> str:
+  """The base model: --base, else the recipe's pretrained model, else the
+  one the release's track builds (Geminon: pretrained on the public world
+  into W/base)."""
+  base = config.base_dir or config.harness.base_model
+  if base and model_store.is_pretrained(base):
+    return base
+  if base:
+    model_store.load_config(base)
+    if not model_store.is_done(base):
+      raise CbenchError(f"--base={base} is not a finished model directory.")
+    return base
+  return track_registry.get(release.track).build_base(
+      config.harness, workdir, config.public_world_dir)
 
 
 def run_benchmark(config: BenchmarkConfig, workdir: str, *,
@@ -291,10 +293,8 @@ def run_benchmark(config: BenchmarkConfig, workdir: str, *,
   """
   release = validate(config)
   os.makedirs(workdir, exist_ok=True)
-  base_dir = _ensure_base(config, workdir)
-  base_key = hashlib.sha256(json.dumps(
-      files.read_json(os.path.join(base_dir, model_store.DONE)),
-      sort_keys=True).encode()).hexdigest()
+  base_dir = _ensure_base(config, release, workdir)
+  base_key = _base_key(base_dir)
   cells = plan_cells(config, release, base_key)
   rows: list[dict] = []
   base_row = None
@@ -326,6 +326,16 @@ def run_benchmark(config: BenchmarkConfig, workdir: str, *,
     rows.append(row)
   write_outputs(rows, workdir, release)
   return rows
+
+
+def _base_key(base_dir: str) -> str:
+  """What identifies the base model in the cell keys: the sha256 of its
+  DONE.json, or the pretrained model's name."""
+  if model_store.is_pretrained(base_dir):
+    return base_dir
+  return hashlib.sha256(json.dumps(
+      files.read_json(os.path.join(base_dir, model_store.DONE)),
+      sort_keys=True).encode()).hexdigest()
 
 
 def _stale(cell_dir: str, cell: Cell) -> bool:

@@ -12,6 +12,10 @@ from cbench._validate import CbenchError
 from cbench.benchmark import report
 from cbench.benchmark import runner
 from cbench.configs import micro
+from cbench.corpus import release as news_release
+from cbench.tracks.news import build as news_build
+from cbench.tracks.news import config as news_config
+from cbench.tracks.news import crawl_test as news_crawl_test
 
 MICRO = micro.harness()
 
@@ -171,3 +175,27 @@ def test_own_synthetic_without_ledger_is_unverified(demo_release_dir, micro_base
   rows = runner.run_benchmark(config, str(tmp_path / "w"))
   assert rows[-1]["method"] == "own" and rows[-1]["epsilon_verified"] is False
   assert "**no**" in open(tmp_path / "w" / "results.md").read()
+
+
+def test_a_news_release_runs_through_the_same_grid(micro_base_dir, tmp_path):
+  """No track-specific branch: the runner, harness and synthesis take a
+  News release (its exemplars, its corpus format) like a Geminon one."""
+  news = str(tmp_path / "news")
+  news_build.build_release(news_config.make_config(
+      "2026-03", news_crawl_test.FIXTURE, embedder="hashing",
+      zero_shot_model=""), news)
+  workdir = str(tmp_path / "bench")
+  rows = runner.run_benchmark(
+      _config(news, micro_base_dir, methods=("public_only",), num_docs=2),
+      workdir)
+  assert [r["cell"] for r in rows] == ["base", "real", "public_only-eps0"]
+  for r in rows:
+    assert r["release_id"] == "2026-03" and ROW_FIELDS <= set(r)
+  scores = json.load(open(os.path.join(workdir, "cells", "base",
+                                       "scores.json")))
+  n = len(news_release.load_release(news).qa("public_test"))
+  assert scores["splits"]["public_test"]["num_questions"] == n
+  synth = os.path.join(workdir, "cells", "public_only-eps0", "synth.jsonl")
+  assert sum(1 for _ in open(synth)) == 2
+  assert "cbench News release" in open(os.path.join(workdir,
+                                                    "report.html")).read()

@@ -11,6 +11,7 @@ paths into the config, values parsed by `cbench.options`).
                on 2 CPU cores.
   tiny         the CPU harness recipe and benchmark grid (the default).
   accelerator  the full benchmark recipe for one accelerator host.
+  news         the News track: Gemma 3 270M with LoRA.
 
 `harness_config(config)` is the harness part of any of them (what
 ``pretrain_base`` and ``train`` use).
@@ -27,11 +28,12 @@ from cbench._validate import CbenchError
 from cbench.configs import accelerator
 from cbench.configs import demo
 from cbench.configs import micro
+from cbench.configs import news
 from cbench.configs import tiny
 from cbench.harness.recipes import HarnessConfig
 
 _CONFIGS = {"micro": micro, "demo": demo, "tiny": tiny,
-            "accelerator": accelerator}
+            "accelerator": accelerator, "news": news}
 NAMES = tuple(_CONFIGS)
 
 

@@ -10,9 +10,9 @@ from cbench import configs
 from cbench._validate import CbenchError
 from cbench.benchmark import demo
 from cbench.benchmark import runner
-from cbench.corpus import release as release_lib
 from cbench.harness import recipes
 from cbench.synthesis import api
+from cbench.tracks.geminon import generator as geminon
 
 
 @pytest.mark.parametrize("name", configs.NAMES)
@@ -89,8 +89,8 @@ def test_demo_grid_is_feasible_on_the_mini_release(tmp_path):
   assert isinstance(config, demo.DemoConfig)
   bench = config.in_workdir(str(tmp_path))
   assert bench.release_dir == os.path.join(str(tmp_path), "release")
-  release_lib.build_release(
-      release_lib.make_config("geminon", config.release_id, config.size),
+  geminon.build_release(
+      geminon.make_config("geminon", config.release_id, config.size),
       bench.release_dir)
   release = runner.validate(bench)  # Every cell's ε is reachable on it.
   world = release.manifest["world"]

@@ -21,7 +21,8 @@ def harness() -> HarnessConfig:
       name="micro",
       pretrain=PretrainConfig(
           model="micro", vocab_size=400, qa_repeats=1,
-          model_overrides=(("max_len", 512),),
+          # 2048 positions: room for a News prompt (three shots + question).
+          model_overrides=(("max_len", 2048),),
           practice_size="demo", practice_qa_repeats=1,
           train=TrainRecipe(num_steps=4, batch_size=8, seq_len=64,
                             log_every=2, checkpoint_every=2)),

@@ -23,7 +23,7 @@ can be made
     document), never the texts), or
   * in parallel: group all (band key, index) entries by key, in any
     partitioning (`removed_in_group` on each group; see
-    `cbench.corpus.beam_pipeline`).
+    `cbench.tracks.geminon.beam_pipeline`).
 
 Both give the same removed set (tested).
 """
@@ -31,11 +31,11 @@ Both give the same removed set (tested).
 from __future__ import annotations
 
 import re
-import zlib
 from typing import Callable, Iterable, Sequence
+import zlib
 
-import numpy as np
 from datasketch import MinHash
+import numpy as np
 
 _TOKEN = re.compile(r"\w+")
 THRESHOLD = 0.8

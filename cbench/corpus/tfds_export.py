@@ -1,9 +1,11 @@
 """The corpus of a release as a TFDS dataset in array_record format.
 
-`export_tfds(corpus_dir, data_dir)` writes the dataset `cbench_geminon`
-(version `TFDS_VERSION`) with splits train/val/test, each record
+`export_tfds(corpus_dir, data_dir, name)` writes the dataset `name`
+(`cbench_geminon` by default, `cbench_<track>` per track; version
+`TFDS_VERSION`) with splits train/val/test, each record
 {"id": int64, "text": str, "style": str,
- "facts": str (JSON of [[creature, feature], ...])}, read back WITHOUT
+ "facts": str (JSON of the record's provenance, e.g. [[creature, feature],
+ ...])}, read back WITHOUT
 TensorFlow by
 `tfds.data_source("cbench_geminon", data_dir=data_dir, split="train")`
 (records come back shuffled by TFDS and text as bytes). The files are
@@ -48,15 +50,19 @@ def _deterministic_serialization() -> Iterator[None]:
     cls.serialize_example = original
 
 
-def _builder_class():
-  """Defines (once) and returns the builder class; registers the name."""
-  global _BUILDER
-  if _BUILDER is not None:
-    return _BUILDER
+def _camel(name: str) -> str:
+  return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _builder_class(name: str, description: str):
+  """Defines (once per name) and returns the builder class of dataset
+  `name` (TFDS registers it under the snake_case of the class name)."""
+  if name in _BUILDERS:
+    return _BUILDERS[name]
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  class CbenchGeminon(tfds.core.GeneratorBasedBuilder):
-    """A Geminon release corpus (one record = one document = privacy unit)."""
+  class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A release corpus (one record = one document = privacy unit)."""
     VERSION = tfds.core.Version(TFDS_VERSION)
 
     # TFDS looks for a checksums file beside the builder's source through
@@ -80,8 +86,7 @@ def _builder_class():
     def _info(self):
       return tfds.core.DatasetInfo(
           builder=self,
-          description=("cbench Geminon corpus: synthetic documents about "
-                       "procedurally generated creatures."),
+          description=description,
           features=tfds.features.FeaturesDict({
               "id": tfds.features.Scalar(dtype=np.int64),
               "text": tfds.features.Text(),
@@ -93,8 +98,12 @@ def _builder_class():
 
     def _split_generators(self, dl_manager):
       del dl_manager
-      return {s: self._generate_examples(
-          os.path.join(self._corpus_dir, f"{s}.jsonl")) for s in SPLITS}
+      # TFDS cannot write an empty split (a small release may have no val
+      # document); such a split is left out and counted as 0.
+      paths = {s: os.path.join(self._corpus_dir, f"{s}.jsonl")
+               for s in SPLITS}
+      return {s: self._generate_examples(p) for s, p in paths.items()
+              if os.path.getsize(p) > 0}
 
     def _generate_examples(self, path):
       for rec in files.iter_jsonl(path, required=("id", "text", "style",
@@ -103,30 +112,36 @@ def _builder_class():
             "id": int(rec["id"]), "text": rec["text"], "style": rec["style"],
             "facts": json.dumps(rec["facts"], separators=(",", ":"))}
 
-  _BUILDER = CbenchGeminon
-  return _BUILDER
+  _BUILDERS[name] = type(_camel(name), (Builder,), {
+      "__doc__": Builder.__doc__, "__module__": __name__})
+  return _BUILDERS[name]
 
 
-_BUILDER = None
+_BUILDERS: dict = {}
+_GEMINON_DESCRIPTION = ("cbench Geminon corpus: synthetic documents about "
+                        "procedurally generated creatures.")
 
 
-def export_tfds(corpus_dir: str, data_dir: str) -> dict:
-  """Writes the TFDS dataset; returns {"name", "version", "num_examples"}."""
+def export_tfds(corpus_dir: str, data_dir: str, name: str = TFDS_NAME,
+                description: str = _GEMINON_DESCRIPTION) -> dict:
+  """Writes the TFDS dataset `name`; returns {"name", "version",
+  "num_examples"}."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()
-  builder = _builder_class()(corpus_dir=corpus_dir, data_dir=data_dir,
-                             file_format="array_record")
+  builder = _builder_class(name, description)(
+      corpus_dir=corpus_dir, data_dir=data_dir, file_format="array_record")
   with _deterministic_serialization():
     builder.download_and_prepare()
   downloads = os.path.join(data_dir, "downloads")
   if os.path.isdir(downloads) and not os.listdir(downloads):
     os.rmdir(downloads)  # TFDS creates it; nothing is downloaded.
-  return {"name": TFDS_NAME, "version": TFDS_VERSION,
+  return {"name": name, "version": TFDS_VERSION,
           "num_examples": {s: int(builder.info.splits[s].num_examples)
+                           if s in builder.info.splits else 0
                            for s in SPLITS}}
 
 
-def data_source(data_dir: str, split: str):
+def data_source(data_dir: str, split: str, name: str = TFDS_NAME):
   """`tfds.data_source` of an exported corpus (random access, no TF)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tfds.data_source(TFDS_NAME, data_dir=data_dir, split=split)
+  return tfds.data_source(name, data_dir=data_dir, split=split)

@@ -11,10 +11,10 @@ import pytest
 from cbench._validate import CbenchError
 from cbench.configs import micro
 from cbench.harness import finetune
-from cbench.harness import pretrain
 from cbench.harness import replay
 from cbench.harness import score
 from cbench.models import model_store
+from cbench.tracks.geminon import pretrain
 
 MICRO = micro.harness()
 

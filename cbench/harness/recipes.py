@@ -71,14 +71,18 @@ class HarnessConfig:
 
   Attributes:
     name: the recipe's name.
-    pretrain: how the base model is built.
+    pretrain: how the base model is built (when the release's track builds
+      it: Geminon pretrains on its public world).
+    base_model: a pretrained model name to fine-tune instead ("": the
+      track's own base model, or ``--base``).
     finetune: fine-tuning recipe for that base model (a directory).
     pretrained_finetune: fine-tuning recipe for a pretrained model name;
       None means ``pretrained_variant(finetune)``.
   """
   name: str
-  pretrain: PretrainConfig
   finetune: TrainRecipe
+  pretrain: PretrainConfig | None = None
+  base_model: str = ""
   pretrained_finetune: TrainRecipe | None = None
 
   def finetune_recipe(self, base: str, lora_rank: int | None = None

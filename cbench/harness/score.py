@@ -66,8 +66,10 @@ def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
   Args:
     release_dir: the release.
     model_dir: a finished model directory (base or fine-tuned), or a
-      pretrained model name (its few-shot exemplars are then drawn from the
-      release's public_val questions).
+      pretrained model name. Few-shot exemplars: the release's own
+      (``qa/exemplars.jsonl``) when it ships them, else the model's
+      (public-world exemplars stored with a harness base model), else the
+      release's public_val questions.
     splits: QA set names, e.g. ("public_test", "sensitive_test").
     out_path: where to write the JSON result (atomically), if given.
     batch_size: decoding batch.
@@ -81,7 +83,12 @@ def score_qa(release_dir: str, model_dir: str, splits: Sequence[str],
       raise CbenchError(f"Unknown --split={s!r}; {release_dir} has "
                         f"{release.qa_names()}.")
   bundle = model_store.load(model_dir)
-  if not bundle.fewshot and "public_val" in release.qa_names():
+  shipped = release.exemplars()
+  if shipped:
+    # The release ships its own exemplars (facts outside the release, e.g.
+    # News: events before its month); they replace the model's.
+    bundle = dataclasses.replace(bundle, fewshot=shipped)
+  elif not bundle.fewshot and "public_val" in release.qa_names():
     # A pretrained model (no stored exemplars): public validation questions
     # of this release serve as the few-shot exemplars.
     bundle = dataclasses.replace(bundle, fewshot=prompts.select_exemplars(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 
 from cbench.configs import micro
-from cbench.corpus import release as release_lib
-from cbench.harness import pretrain
+from cbench.tracks.geminon import generator as geminon
+from cbench.tracks.geminon import pretrain
 
 _CACHE: dict[str, str] = {}
 
@@ -19,7 +19,7 @@ def public_world(root: str) -> str:
   path = os.path.join(root, "public_world")
   if "public_world" not in _CACHE:
     if not os.path.exists(path):
-      release_lib.build_public_world(path)
+      geminon.build_public_world(path)
     _CACHE["public_world"] = path
   return _CACHE["public_world"]
 
@@ -29,8 +29,8 @@ def demo_release(root: str, release_id: str = "2026q4") -> str:
   path = os.path.join(root, key)
   if key not in _CACHE:
     if not os.path.exists(path):
-      release_lib.build_release(
-          release_lib.make_config("geminon", release_id, "demo"), path)
+      geminon.build_release(
+          geminon.make_config("geminon", release_id, "demo"), path)
     _CACHE[key] = path
   return _CACHE[key]
 

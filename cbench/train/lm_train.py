@@ -211,7 +211,9 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
   optimizer = optim.make_optimizer(recipe.optimizer, recipe.num_steps)
   lora_cfg = recipe.lora_config
   if lora_cfg is None:
-    state = init_state(params, optimizer, mesh)
+    # Unsharded (or differently placed) parameters go to their shardings
+    # on `mesh`; already placed leaves are kept (donated, not copied).
+    state = init_state(place_params(params, config, mesh), optimizer, mesh)
     step_fn = make_train_step(config, optimizer)
   else:
     frozen = place_params(params, config, mesh)

@@ -16,7 +16,7 @@ distractor sentences with no facts. Documents are about 40-160 words.
 
 Provenance: a document's `facts` is the sorted list of [creature, feature]
 pairs it was asked to state AND whose answer (or an alias) is found in its
-text by `qa.answer_in_text`; so every claimed fact is checkably present.
+text by `answers.answer_in_text`; so every claimed fact is checkably present.
 
 Balance: creatures, lines and features are dealt from shuffled decks (per
 style, per creature), so every public fact gets about the same number of
@@ -32,9 +32,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from cbench.corpus import qa as qa_lib
-from cbench.corpus import world as world_lib
-from cbench.corpus.world import Creature, FEATURES, STATS
+from cbench.corpus import answers
+from cbench.tracks.geminon import qa as qa_lib
+from cbench.tracks.geminon import world as world_lib
+from cbench.tracks.geminon.world import Creature, FEATURES, STATS
 
 PUBLIC_STYLES = ("wiki", "journal", "chronicle", "comparison",
                  "trainer_notes")
@@ -183,18 +184,18 @@ class Renderer:
     self._matchers: dict = {}
 
   def _matcher(self, c: Creature, f: str):
-    """Cached `qa.answer_in_text` for one fact (same rule, precompiled)."""
+    """Cached `answers.answer_in_text` for one fact (same rule, precompiled)."""
     key = (c.name, f)
     m = self._matchers.get(key)
     if m is None:
       answer, aliases = qa_lib.answer_for(c, f)
-      m = self._matchers[key] = qa_lib.answer_matcher(answer, aliases)
+      m = self._matchers[key] = answers.answer_matcher(answer, aliases)
     return m
 
   # ------------------------------------------------------------------ values
   def num(self, n: int) -> str:
     if self.r.coin(self.p_words):
-      return qa_lib.number_words(n, hyphen=True, use_and=self.r.coin(0.3))
+      return answers.number_words(n, hyphen=True, use_and=self.r.coin(0.3))
     return str(n)
 
   def types_phrase(self, c: Creature) -> str:

@@ -16,11 +16,7 @@ import jax
 import numpy as np
 
 from cbench._validate import CbenchError
-from cbench.corpus import names as names_lib
-from cbench.corpus import qa as qa_lib
 from cbench.corpus import release as release_lib
-from cbench.corpus import render as render_lib
-from cbench.corpus import world as world_lib
 from cbench.harness import replay
 from cbench.harness.recipes import PretrainConfig
 from cbench.io import files
@@ -30,6 +26,11 @@ from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
 from cbench.text import prompts
 from cbench.text import tokenizer as tokenizer_lib
+from cbench.tracks.geminon import generator as geminon
+from cbench.tracks.geminon import names as names_lib
+from cbench.tracks.geminon import qa as qa_lib
+from cbench.tracks.geminon import render as render_lib
+from cbench.tracks.geminon import world as world_lib
 from cbench.train import text_data
 from cbench.train.lm_train import train_lm
 
@@ -40,7 +41,7 @@ log = logging.getLogger("cbench")
 # base model built from older data is never mistaken for a current one.
 PRETRAIN_DATA_VERSION = 3
 # Document styles of the copy world (same mix as the public world).
-_COPY_STYLES = release_lib.SIZES["demo"].style_mix
+_COPY_STYLES = geminon.SIZES["demo"].style_mix
 _WORD = re.compile(r"\w+")
 
 
@@ -165,13 +166,13 @@ def practice_texts(size: str, qa_repeats: int, seed: int,
     exclude_names: names whose documents are dropped.
     pairs_per_block: Q/A pairs per block.
   """
-  config = release_lib.ReleaseConfig(
+  config = geminon.ReleaseConfig(
       track="geminon", release_id="practice", size=size,
       seed=int(np.random.default_rng([seed, 0x9A]).integers(2**63)),
       min_support=0)
-  world = release_lib.make_world(config, name_slot=names_lib.PUBLIC_SLOT)
-  docs = [doc for shard in range(release_lib.num_shards(config, world))
-          for doc in release_lib.generate_shard(config, world, shard)]
+  world = geminon.make_world(config, name_slot=names_lib.PUBLIC_SLOT)
+  docs = [doc for shard in range(geminon.num_shards(config, world))
+          for doc in geminon.generate_shard(config, world, shard)]
   docs = [d for d in docs
           if not exclude_names.intersection(_WORD.findall(d["text"]))]
   by_name = world.by_name()

@@ -5,7 +5,7 @@ taken from the release's QA records (``public_val + public_test`` for the
 public facts, ``sensitive_val + sensitive_test`` for the sensitive ones). It
 counts as *reproduced* if at least one synthetic text both mentions the
 creature's name and contains the answer or an alias, each as a whole word
-(`cbench.corpus.qa.answer_in_text`: case-insensitive, '-' is a word
+(`cbench.corpus.answers.answer_in_text`: case-insensitive, '-' is a word
 character, decimals are not split).
 
 Caveat: the name and the answer need not be in the same sentence, so short
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence, Union
 
-from cbench.corpus import qa as qa_lib
+from cbench.corpus import answers
 from cbench.corpus import release as release_lib
 
 PUBLIC_SETS = ("public_val", "public_test")
@@ -44,8 +44,8 @@ def reproduced_facts(facts: dict, texts: Iterable[str]
   by_creature: dict[str, list] = {}
   for (creature, feature), (answer, aliases) in facts.items():
     by_creature.setdefault(creature, []).append(
-        ((creature, feature), qa_lib.answer_matcher(answer, aliases)))
-  names = {c: qa_lib.answer_matcher(c, ()) for c in by_creature}
+        ((creature, feature), answers.answer_matcher(answer, aliases)))
+  names = {c: answers.answer_matcher(c, ()) for c in by_creature}
   found = set()
   for text in texts:
     for creature, mentions in names.items():

@@ -24,7 +24,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from cbench._validate import CbenchError
-from cbench.corpus import names as names_lib
+from cbench.tracks.geminon import names as names_lib
 
 TYPES = ("Normal", "Fire", "Water", "Grass", "Electric", "Ice", "Fighting",
          "Poison", "Ground", "Flying", "Psychic", "Bug", "Rock", "Ghost",

@@ -6,76 +6,29 @@ integers as digits (aliases: the number in words, with and without hyphen and
 height with two decimals ("1.27", aliases "1.27 m", "1.27 meters"), types as
 "t1 and t2" (aliases "t2 and t1", "t1/t2", "t2/t1") or "t1".
 
-`answer_in_text` is THE matcher: the renderer lists a fact in a document's
-provenance only if it matches, and tests use it to check supports, so "every
-fact claimed is in the text" is checked with the same rule everywhere.
+`answer_in_text` (`cbench.corpus.answers`, shared by every track) is THE
+matcher: the renderer lists a fact in a document's provenance only if it
+matches, and tests use it to check supports, so "every fact claimed is in
+the text" is checked with the same rule everywhere.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from cbench.corpus import world as world_lib
-from cbench.corpus.world import Creature
+from cbench.corpus import answers
+from cbench.tracks.geminon import world as world_lib
+from cbench.tracks.geminon.world import Creature
 
-QA_FIELDS = ("id", "question", "answer", "aliases", "creature", "feature",
-             "supports")
-QA_SETS = ("public_val", "public_test", "sensitive_val", "sensitive_test")
+# Geminon QA records also name their creature.
+QA_FIELDS = answers.QA_FIELDS + ("creature",)
+QA_SETS = answers.QA_SETS
 
 STAT_LABELS = {"hp": "HP", "attack": "Attack", "defense": "Defense",
                "special_attack": "Special Attack",
                "special_defense": "Special Defense", "speed": "Speed"}
-
-_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven",
-         "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen",
-         "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
-_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy",
-         "eighty", "ninety")
-
-
-def _below_100(n: int, hyphen: bool) -> str:
-  if n < 20:
-    return _ONES[n]
-  tens, ones = divmod(n, 10)
-  if not ones:
-    return _TENS[tens]
-  return _TENS[tens] + ("-" if hyphen else " ") + _ONES[ones]
-
-
-def number_words(n: int, hyphen: bool = True, use_and: bool = False) -> str:
-  """English words for 0 <= n < 10000, e.g. 145 -> 'one hundred forty-five'."""
-  if not 0 <= n < 10000:
-    raise ValueError(f"number_words supports 0..9999, got {n}.")
-  if n < 100:
-    return _below_100(n, hyphen)
-  parts = []
-  thousands, rest = divmod(n, 1000)
-  if thousands:
-    parts.append(_ONES[thousands] + " thousand")
-  hundreds, rest = divmod(rest, 100)
-  if hundreds:
-    parts.append(_ONES[hundreds] + " hundred")
-  if rest:
-    if use_and:
-      parts.append("and")
-    parts.append(_below_100(rest, hyphen))
-  return " ".join(parts)
-
-
-def number_aliases(n: int) -> list[str]:
-  """Every word form of `n` that the renderer may write."""
-  out = []
-  for use_and in (False, True):
-    for hyphen in (True, False):
-      w = number_words(n, hyphen=hyphen, use_and=use_and)
-      if w not in out:
-        out.append(w)
-  return out
-
 
 def format_weight(c: Creature) -> str:
   return f"{c.weight_lbs:.1f}"
@@ -110,7 +63,7 @@ def answer_for(c: Creature, feature: str) -> tuple[str, list[str]]:
     return h, [f"{h} m", f"{h} meters"]
   if feature in world_lib.STATS or feature == "base_stat_total":
     n = c.stat(feature)
-    return str(n), number_aliases(n)
+    return str(n), answers.number_aliases(n)
   raise ValueError(f"Unknown feature {feature!r}.")
 
 
@@ -133,32 +86,6 @@ def question_for(name: str, feature: str) -> str:
   if feature in STAT_LABELS:
     return f"What is the {STAT_LABELS[feature]} stat of {name}?"
   raise ValueError(f"Unknown feature {feature!r}.")
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _pattern(forms: tuple[str, ...]) -> re.Pattern:
-  alts = "|".join(re.escape(f) for f in sorted(set(forms), key=len,
-                                               reverse=True) if f)
-  # Word boundaries that also treat '-' as part of a word ("forty-five" is
-  # not "five") and do not split decimals ("1.25" does not contain "1.2",
-  # "11.2" does not contain "1.2").
-  return re.compile(rf"(?<![\w\-])(?<!\d\.)(?:{alts})(?![\w\-])(?!\.\d)",
-                    re.IGNORECASE)
-
-
-def answer_matcher(answer: str, aliases: Iterable[str]):
-  """`text -> bool`: `answer_in_text` with the pattern compiled once."""
-  forms = (answer,) + tuple(aliases)
-  if not any(forms):
-    return lambda text: False
-  search = _pattern(forms).search
-  return lambda text: search(text) is not None
-
-
-def answer_in_text(answer: str, aliases: Iterable[str], text: str) -> bool:
-  """Whether the answer or an alias occurs in `text` (case-insensitive,
-  whole words; '-' counts as a word character and decimals are not split)."""
-  return answer_matcher(answer, aliases)(text)
 
 
 def question_record(c: Creature, feature: str,
@@ -215,13 +142,3 @@ def build_qa(world: world_lib.World,
   stats = {"dropped_public": dropped,
            "questions": {k: len(v) for k, v in sorted(sets.items())}}
   return sets, stats
-
-
-def support_summary(records: Sequence[dict]) -> Optional[dict]:
-  """min/median/max/mean support count of a QA set (None if empty)."""
-  if not records:
-    return None
-  counts = np.array([len(r["supports"]) for r in records])
-  return {"min": int(counts.min()), "median": float(np.median(counts)),
-          "max": int(counts.max()), "mean": round(float(counts.mean()), 3),
-          "n": int(counts.size)}

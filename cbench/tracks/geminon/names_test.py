@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cbench._validate import CbenchError
-from cbench.corpus import names
+from cbench.tracks.geminon import names
 
 
 def test_release_slot_mapping():

@@ -2,8 +2,9 @@
 
 import pytest
 
+from cbench.corpus import answers
 from cbench.corpus import release as release_lib
-from cbench.synthesis import fact_metrics
+from cbench.tracks.geminon import fact_metrics
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_answer_without_name_or_name_without_answer_do_not_count(release):
   found = fact_metrics.reproduced_facts(facts, texts)
   assert (name, "move") not in found
   # Broken variant: answer alone (no name) would have counted the first text.
-  assert any(fact_metrics.qa_lib.answer_in_text(answer, (), t)
+  assert any(answers.answer_in_text(answer, (), t)
              for t in texts)
 
 

@@ -4,8 +4,8 @@ import collections
 
 import numpy as np
 
-from cbench.harness import pretrain
 from cbench.text import prompts
+from cbench.tracks.geminon import pretrain
 
 
 def _names(num_docs, seed):

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.corpus import answers
 from cbench.corpus import dedup
-from cbench.corpus import names
-from cbench.corpus import qa
 from cbench.corpus import release
-from cbench.corpus import render
 from cbench.corpus import tfds_export
+from cbench.tracks.geminon import generator as geminon
+from cbench.tracks.geminon import names
+from cbench.tracks.geminon import render
 
 RELEASE = "2026q4"
 
@@ -27,14 +28,14 @@ RELEASE = "2026q4"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
   root = tmp_path_factory.mktemp("releases")
-  config = release.make_config("geminon", RELEASE, "demo")
+  config = geminon.make_config("geminon", RELEASE, "demo")
   paths = {"a": str(root / "a"), "a2": str(root / "a2"),
            "b": str(root / "b"), "pub": str(root / "pub")}
-  release.build_release(config, paths["a"])
-  release.build_release(config, paths["a2"])
-  release.build_release(release.make_config("geminon", "2026q3", "demo"),
+  geminon.build_release(config, paths["a"])
+  geminon.build_release(config, paths["a2"])
+  geminon.build_release(geminon.make_config("geminon", "2026q3", "demo"),
                         paths["b"])
-  release.build_public_world(paths["pub"])
+  geminon.build_public_world(paths["pub"])
   return {k: release.load_release(v) for k, v in paths.items()}
 
 
@@ -84,7 +85,7 @@ def test_manifest_contents(built):
   m = built["a"].manifest
   assert m["track"] == "geminon" and m["release_id"] == RELEASE
   assert m["seed"] == release.derive_seed("geminon", RELEASE)
-  assert m["generator_version"] == release.GENERATOR_VERSION
+  assert m["generator_version"] == geminon.GENERATOR_VERSION
   assert m["documents"]["total"] >= 5000
   by_split = m["documents"]["by_split"]
   assert by_split == {s: sum(1 for _ in built["a"].corpus(s))
@@ -93,7 +94,7 @@ def test_manifest_contents(built):
   for name, n in m["questions"].items():
     assert n == len(built["a"].qa(name))
   assert set(m["chance_accuracy"]["public"]) == set(
-      release.world_lib.FEATURES)
+      geminon.world_lib.FEATURES)
   assert 0 <= m["dedup"]["removed_fraction"] < 0.05
   with open(os.path.join(built["a"].root, "README.md")) as f:
     readme = f.read()
@@ -121,15 +122,15 @@ def test_no_release_name_occurs_in_public_world(built):
 
 
 def test_every_claimed_fact_is_in_its_text(built):
-  answers = {}
+  stated = {}
   for name in built["a"].qa_names():
     for r in built["a"].qa(name):
-      answers[(r["creature"], r["feature"])] = (r["answer"], r["aliases"])
+      stated[(r["creature"], r["feature"])] = (r["answer"], r["aliases"])
   n = 0
   for d in _docs(built["a"]):
     for creature, feature in d["facts"]:
-      answer, aliases = answers[(creature, feature)]
-      assert qa.answer_in_text(answer, aliases, d["text"])
+      answer, aliases = stated[(creature, feature)]
+      assert answers.answer_in_text(answer, aliases, d["text"])
       n += 1
   assert n > 20000
 
@@ -145,7 +146,7 @@ def test_every_answer_is_in_each_support_document(built):
         assert doc_id not in other  # Train documents only.
         d = train[doc_id]
         assert [r["creature"], r["feature"]] in d["facts"]
-        assert qa.answer_in_text(r["answer"], r["aliases"], d["text"])
+        assert answers.answer_in_text(r["answer"], r["aliases"], d["text"])
         assert r["creature"] in d["text"]
 
 
@@ -235,9 +236,9 @@ def test_tfds_reads_without_cbench_or_tensorflow(built):
 
 def test_existing_dir_is_refused_and_failures_keep_it(built, tmp_path,
                                                       monkeypatch):
-  config = release.make_config("geminon", RELEASE, "demo")
+  config = geminon.make_config("geminon", RELEASE, "demo")
   with pytest.raises(CbenchError, match="already exists.*--overwrite"):
-    release.build_release(config, built["a"].root)
+    geminon.build_release(config, built["a"].root)
   out = str(tmp_path / "r")
   os.makedirs(out)
   with open(os.path.join(out, "keep.txt"), "w") as f:
@@ -247,7 +248,7 @@ def test_existing_dir_is_refused_and_failures_keep_it(built, tmp_path,
     raise RuntimeError("simulated failure")
   monkeypatch.setattr(release.tfds_export, "export_tfds", boom)
   with pytest.raises(RuntimeError, match="simulated"):
-    release.build_release(config, out, overwrite=True)
+    geminon.build_release(config, out, overwrite=True)
   assert os.listdir(out) == ["keep.txt"]
   assert sorted(os.listdir(tmp_path)) == ["r"]  # No temporary left behind.
 
@@ -257,7 +258,7 @@ def test_overwrite_replaces(tmp_path):
   os.makedirs(out)
   with open(os.path.join(out, "stale.txt"), "w") as f:
     f.write("x")
-  m = release.build_public_world(out, overwrite=True)
+  m = geminon.build_public_world(out, overwrite=True)
   assert not os.path.exists(os.path.join(out, "stale.txt"))
   assert release.load_release(out).manifest == m
   assert sorted(os.listdir(tmp_path)) == ["r"]
@@ -266,13 +267,13 @@ def test_overwrite_replaces(tmp_path):
 def test_demo_is_generated_in_several_shards(built):
   m = built["a"].manifest
   assert m["generator_version"] == "geminon-1.1"
-  assert m["documents"]["shard_docs"] == release.SHARD_DOCS
+  assert m["documents"]["shard_docs"] == geminon.SHARD_DOCS
   assert m["documents"]["shards"] >= 3
   assert m["dedup"]["generated"] == 5400 + 6 * 4
   assert (m["documents"]["total"] + m["dedup"]["removed"] ==
           m["dedup"]["generated"])
   ids = sorted(d["id"] for d in _docs(built["a"]))
-  assert ids[-1] >= 2 * release.SHARD_DOCS  # Ids are slots, across shards.
+  assert ids[-1] >= 2 * geminon.SHARD_DOCS  # Ids are slots, across shards.
 
 
 def _corpus_bytes(rel):
@@ -287,16 +288,16 @@ def test_shards_in_any_order_give_the_same_corpus(built, tmp_path):
   """The corpus rebuilt shard by shard in REVERSED order, with the removal
   rule judged on all band keys at once (as Beam does), equals the
   single-process (streaming, in order) files byte for byte."""
-  config = release.make_config("geminon", RELEASE, "demo")
-  world = release.make_world(config)
-  n = release.num_shards(config, world)
-  shards = {k: release.generate_shard(config, world, k)
+  config = geminon.make_config("geminon", RELEASE, "demo")
+  world = geminon.make_world(config)
+  n = geminon.num_shards(config, world)
+  shards = {k: geminon.generate_shard(config, world, k)
             for k in reversed(range(n))}
   assert [d["id"] for k in range(n) for d in shards[k]] == list(
-      range(release.num_slots(config, world)))
-  again = release.generate_shard(config, world, 1)
+      range(geminon.num_slots(config, world)))
+  again = geminon.generate_shard(config, world, 1)
   assert again == shards[1]  # No state carried between shards.
-  assert release.generate_shard(config, world, 0) != shards[1]
+  assert geminon.generate_shard(config, world, 0) != shards[1]
   sigs = {k: dedup.signatures([d["text"] for d in shards[k]])
           for k in shards}
   all_sigs = np.concatenate([sigs[k] for k in range(n)])
@@ -304,11 +305,11 @@ def test_shards_in_any_order_give_the_same_corpus(built, tmp_path):
   idx = np.concatenate([np.repeat([d["id"] for d in shards[k]], dedup.BANDS)
                         for k in shards])
   removed = dedup.removed_in_group(keys, idx, lambda i: all_sigs[i])
-  tally = release.CorpusTally()
+  tally = geminon.CorpusTally()
   outs = [io.StringIO() for _ in release.SPLITS]
   for k in range(n):
     gone = np.isin([d["id"] for d in shards[k]], removed)
-    release.write_documents(shards[k], gone, config.seed, outs, tally)
+    geminon.write_documents(shards[k], gone, config.seed, outs, tally)
   assert [o.getvalue().encode() for o in outs] == _corpus_bytes(built["a"])
   supports, stats = tally.result(len(all_sigs), removed.size)
   by_split = built["a"].manifest["documents"]["by_split_style"]
@@ -316,7 +317,7 @@ def test_shards_in_any_order_give_the_same_corpus(built, tmp_path):
   pub = built["a"].qa("public_val")[0]
   assert list(supports[(pub["creature"], pub["feature"])]) == pub["supports"]
   with pytest.raises(ValueError, match="shard"):
-    release.generate_shard(config, world, n)
+    geminon.generate_shard(config, world, n)
 
 
 def test_splits_are_exact_per_block_seeded_and_per_id():
@@ -338,13 +339,13 @@ def test_splits_are_exact_per_block_seeded_and_per_id():
     (dict(track="geminon", release_id="2026q4", size="tiny"), "--size"),
     (dict(track="pokemon", release_id="2026q4", size="demo"), "--track"),
     (dict(track="news", release_id="2026q4", size="demo"),
-     "--track='news' is not implemented yet"),
+     "Unknown --track='news'; expected one of ['geminon']"),
     (dict(track="geminon", release_id="2026q4", size="demo", min_support=-1),
      "--min_support"),
 ])
 def test_bad_config_names_the_flag(kwargs, flag):
   with pytest.raises(CbenchError, match=re.escape(flag)):
-    release.make_config(**kwargs)
+    geminon.make_config(**kwargs)
 
 
 def test_load_release_errors(tmp_path):
@@ -353,18 +354,18 @@ def test_load_release_errors(tmp_path):
 
 
 def test_seed_is_derived_from_release_id():
-  a = release.make_config("geminon", "2026q4", "demo")
-  b = release.make_config("geminon", "2026q4", "small")
-  c = release.make_config("geminon", "2027q1", "demo")
+  a = geminon.make_config("geminon", "2026q4", "demo")
+  b = geminon.make_config("geminon", "2026q4", "small")
+  c = geminon.make_config("geminon", "2027q1", "demo")
   assert a.seed == b.seed != c.seed
   assert 0 <= a.seed < 2**63
 
 
 @pytest.mark.slow
 def test_small_release_supports(tmp_path):
-  config = release.make_config("geminon", RELEASE, "small")
+  config = geminon.make_config("geminon", RELEASE, "small")
   start = time.perf_counter()
-  m = release.build_release(config, str(tmp_path / "small"))
+  m = geminon.build_release(config, str(tmp_path / "small"))
   wall = time.perf_counter() - start
   print(f"small: {m['documents']['total']} documents in {wall:.1f} s, "
         f"{m['documents']['shards']} shards, support "

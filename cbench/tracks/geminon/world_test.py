@@ -5,8 +5,8 @@ import math
 import pytest
 
 from cbench._validate import CbenchError
-from cbench.corpus import names
-from cbench.corpus import world as world_lib
+from cbench.tracks.geminon import names
+from cbench.tracks.geminon import world as world_lib
 
 OFFICIAL = {1: 100, 2: 100, 3: 100}
 OFFICIAL_SENSITIVE = {1: 20, 2: 20, 3: 20}

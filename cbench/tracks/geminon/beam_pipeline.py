@@ -1,4 +1,4 @@
-"""Releases built with Apache Beam, byte-identical to `release.build_release`.
+"""Releases built with Apache Beam, byte-identical to `geminon.build_release`.
 
     manifest = beam_pipeline.build_release(config, out_dir,
                                            runner="DirectRunner")
@@ -6,12 +6,12 @@
 Same layout, files and manifest as the single-process path (`release`),
 for the same `ReleaseConfig`: only the corpus stage (generation,
 near-duplicate removal, splits, support counting) runs as a Beam pipeline,
-passed to `release.build_release` as its `corpus_stage`; QA, the TFDS
+passed to `geminon.build_release` as its `corpus_stage`; QA, the TFDS
 export, README and manifest are then written by the unchanged
 single-process code.
 
 The pipeline (generator `geminon-1.1`: a shard of document slots is a pure
-function of (seed, shard), see `release.generate_shard`):
+function of (seed, shard), see `geminon.generate_shard`):
 
   Create(shard ids) -> Reshuffle
   -> Generate        per shard, in parallel: render the shard's documents
@@ -35,7 +35,7 @@ function of (seed, shard), see `release.generate_shard`):
 
 The removal rule and the splits do not depend on processing order, and
 everything is reassembled in shard order, so the output equals
-`release.generate_corpus` byte for byte (tested on `demo`, 3 shards).
+`geminon.generate_corpus` byte for byte (tested on `demo`, 3 shards).
 
 Runners: any Beam runner (`RUNNERS`; DirectRunner means the in-process
 FnApiRunner, never the Prism binary download); extra pipeline options
@@ -54,20 +54,20 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-import shlex
 import shutil
-from typing import Optional, Sequence
+from typing import Sequence
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
+import numpy as np
 
 from cbench import _validate
+from cbench.corpus import beam as beam_lib
 from cbench.corpus import dedup as dedup_lib
 from cbench.corpus import release
 from cbench.io import files
+from cbench.tracks.geminon import generator as geminon
 
-RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
 PARTITIONS = 16  # Key ranges the band-key grouping is batched into.
 _SCRATCH = ".beam-scratch"
 _RESULT = "result.pkl"
@@ -86,7 +86,7 @@ class _GenerateShard(beam.DoFn):
 
   DONE = "done"
 
-  def __init__(self, config: release.ReleaseConfig, scratch: str,
+  def __init__(self, config: geminon.ReleaseConfig, scratch: str,
                partitions: int):
     super().__init__()
     self._config = config
@@ -95,10 +95,10 @@ class _GenerateShard(beam.DoFn):
     self._world = None
 
   def setup(self):
-    self._world = release.make_world(self._config)  # Pure in the config.
+    self._world = geminon.make_world(self._config)  # Pure in the config.
 
   def process(self, shard: int):
-    docs = release.generate_shard(self._config, self._world, shard)
+    docs = geminon.generate_shard(self._config, self._world, shard)
     # Atomic writes: a retried bundle rewrites the same bytes.
     with files.atomic_open(_docs_path(self._scratch, shard), "wb") as f:
       pickle.dump(docs, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -106,8 +106,8 @@ class _GenerateShard(beam.DoFn):
     with files.atomic_open(_sig_path(self._scratch, shard), "wb") as f:
       np.save(f, sigs)
     keys = dedup_lib.band_keys(sigs).ravel()
-    idx = np.repeat(np.arange(shard * release.SHARD_DOCS,
-                              shard * release.SHARD_DOCS + len(docs),
+    idx = np.repeat(np.arange(shard * geminon.SHARD_DOCS,
+                              shard * geminon.SHARD_DOCS + len(docs),
                               dtype=np.int64), dedup_lib.BANDS)
     part = (keys % np.uint64(self._partitions)).astype(np.int64)
     for p in np.unique(part).tolist():
@@ -125,13 +125,13 @@ def _find_removed(item, scratch: str) -> np.ndarray:
   cache: dict[int, np.ndarray] = {}
 
   def sig_of(ids: np.ndarray) -> np.ndarray:
-    shard = ids // release.SHARD_DOCS
+    shard = ids // geminon.SHARD_DOCS
     out = np.empty((ids.size, dedup_lib.NUM_PERM), np.uint32)
     for k in np.unique(shard).tolist():
       if k not in cache:
         cache[k] = np.load(_sig_path(scratch, k), mmap_mode="r")
       sel = shard == k
-      out[sel] = cache[k][ids[sel] - k * release.SHARD_DOCS]
+      out[sel] = cache[k][ids[sel] - k * geminon.SHARD_DOCS]
     return out
 
   return dedup_lib.removed_in_group(keys, idx, sig_of)
@@ -151,10 +151,10 @@ def _write_shard(shard: int, removed: np.ndarray, seed: int,
   gone = np.isin(np.array([d["id"] for d in docs], np.int64), removed)
   paths = [os.path.join(scratch, f"{s}-{shard:07d}.jsonl")
            for s in release.SPLITS]
-  tally = release.CorpusTally()
+  tally = geminon.CorpusTally()
   with files.atomic_open(paths[0]) as a, files.atomic_open(paths[1]) as b, \
       files.atomic_open(paths[2]) as c:
-    release.write_documents(docs, gone, seed, (a, b, c), tally)
+    geminon.write_documents(docs, gone, seed, (a, b, c), tally)
   return {"shard": shard, "paths": paths, "tally": tally}
 
 
@@ -168,7 +168,7 @@ def _finalize(fragments: list[dict], removed: np.ndarray, n_slots: int,
       for frag in fragments:
         with open(frag["paths"][s], encoding="utf-8") as f:
           shutil.copyfileobj(f, out, 1 << 20)
-  tally = release.CorpusTally()
+  tally = geminon.CorpusTally()
   for frag in fragments:
     tally.merge(frag["tally"])
   supports, stats = tally.result(n_slots, int(removed.size))
@@ -177,7 +177,7 @@ def _finalize(fragments: list[dict], removed: np.ndarray, n_slots: int,
                 protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def corpus_pipeline(pipeline: beam.Pipeline, config: release.ReleaseConfig,
+def corpus_pipeline(pipeline: beam.Pipeline, config: geminon.ReleaseConfig,
                     n_shards: int, n_slots: int, corpus_dir: str,
                     scratch: str, partitions: int = PARTITIONS) -> None:
   """Adds the corpus transforms to `pipeline` (writes under the two dirs)."""
@@ -203,34 +203,16 @@ def corpus_pipeline(pipeline: beam.Pipeline, config: release.ReleaseConfig,
                                 corpus_dir, scratch))
 
 
-def check_runner(runner: str) -> None:
-  _validate.one_of("--runner", runner, RUNNERS)
-
-
-def _runner(name: str):
-  """The runner object; None lets Beam resolve `name` from the options.
-
-  DirectRunner: Beam's in-process FnApiRunner, which is what DirectRunner
-  runs a batch pipeline on after first trying the Prism runner (Beam >=
-  2.6x), a Go binary it downloads at run time; we skip that attempt.
-  ``--direct_num_workers`` / ``--direct_running_mode`` still apply.
-  """
-  if name == "DirectRunner":
-    from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
-    return fn_runner.FnApiRunner()
-  return None
-
-
-def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str,
+def generate_corpus(config: geminon.ReleaseConfig, world, corpus_dir: str,
                     *, runner: str = "DirectRunner",
                     pipeline_args: Sequence[str] = (),
                     partitions: int = PARTITIONS) -> tuple[dict, dict]:
-  """`release.generate_corpus` on Beam: a `release.CorpusStage`.
+  """`geminon.generate_corpus` on Beam: a `geminon.CorpusStage`.
 
-  `world` must be `release.make_world(config)` (workers rebuild it from
+  `world` must be `geminon.make_world(config)` (workers rebuild it from
   `config`); it sizes the shard list.
   """
-  check_runner(runner)
+  beam_lib.check_runner(runner)
   _validate.positive("partitions", partitions)
   scratch = os.path.join(os.path.dirname(os.path.abspath(corpus_dir)),
                          _SCRATCH)
@@ -238,9 +220,9 @@ def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str,
   os.makedirs(corpus_dir, exist_ok=True)
   try:
     options = PipelineOptions(list(pipeline_args), runner=runner)
-    with beam.Pipeline(runner=_runner(runner), options=options) as p:
-      corpus_pipeline(p, config, release.num_shards(config, world),
-                      release.num_slots(config, world),
+    with beam.Pipeline(runner=beam_lib.runner(runner), options=options) as p:
+      corpus_pipeline(p, config, geminon.num_shards(config, world),
+                      geminon.num_slots(config, world),
                       os.path.abspath(corpus_dir), scratch, partitions)
     with open(os.path.join(scratch, _RESULT), "rb") as f:
       result = pickle.load(f)
@@ -249,31 +231,23 @@ def generate_corpus(config: release.ReleaseConfig, world, corpus_dir: str,
   return result["supports"], result["stats"]
 
 
-def parse_pipeline_args(text: Optional[str]) -> list[str]:
-  """``--beam_options`` string -> argument list (shell quoting rules)."""
-  try:
-    return shlex.split(text or "")
-  except ValueError as e:
-    raise _validate.CbenchError(f"--beam_options: {e}") from e
-
-
 def _stage(runner: str, pipeline_args: Sequence[str], partitions: int):
-  check_runner(runner)
+  beam_lib.check_runner(runner)
   return functools.partial(generate_corpus, runner=runner,
                            pipeline_args=tuple(pipeline_args),
                            partitions=partitions)
 
 
-def build_release(config: release.ReleaseConfig, out_dir: str,
+def build_release(config: geminon.ReleaseConfig, out_dir: str,
                   overwrite: bool = False, *, runner: str = "DirectRunner",
                   pipeline_args: Sequence[str] = (),
                   partitions: int = PARTITIONS) -> dict:
-  """`release.build_release` with the corpus stage on Beam; its manifest.
+  """`geminon.build_release` with the corpus stage on Beam; its manifest.
 
   Raises:
-    CbenchError: an unknown runner, or what `release.build_release` raises.
+    CbenchError: an unknown runner, or what `geminon.build_release` raises.
   """
-  return release.build_release(
+  return geminon.build_release(
       config, out_dir, overwrite,
       corpus_stage=_stage(runner, pipeline_args, partitions))
 
@@ -283,7 +257,7 @@ def build_public_world(out_dir: str, overwrite: bool = False,
                        runner: str = "DirectRunner",
                        pipeline_args: Sequence[str] = (),
                        partitions: int = PARTITIONS) -> dict:
-  """`release.build_public_world` with the corpus stage on Beam."""
-  return release.build_public_world(
+  """`geminon.build_public_world` with the corpus stage on Beam."""
+  return geminon.build_public_world(
       out_dir, overwrite, track=track,
       corpus_stage=_stage(runner, pipeline_args, partitions))

@@ -6,10 +6,11 @@ import re
 import numpy as np
 import pytest
 
+from cbench.corpus import answers
 from cbench.corpus import dedup
-from cbench.corpus import qa
-from cbench.corpus import render
-from cbench.corpus import world as world_lib
+from cbench.tracks.geminon import qa
+from cbench.tracks.geminon import render
+from cbench.tracks.geminon import world as world_lib
 
 N_PER_STYLE = 150
 
@@ -34,7 +35,7 @@ def test_every_claimed_fact_is_in_the_text(world, docs):
     assert d["facts"], d
     for name, feature in d["facts"]:
       answer, aliases = qa.answer_for(by_name[name], feature)
-      assert qa.answer_in_text(answer, aliases, d["text"]), (name, feature,
+      assert answers.answer_in_text(answer, aliases, d["text"]), (name, feature,
                                                              d["text"])
 
 

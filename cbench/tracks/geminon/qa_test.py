@@ -5,8 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cbench.corpus import qa
-from cbench.corpus import world as world_lib
+from cbench.corpus import answers
+from cbench.tracks.geminon import qa
+from cbench.tracks.geminon import world as world_lib
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +21,14 @@ def world():
     (145, "one hundred forty-five"), (318, "three hundred eighteen"),
     (1000, "one thousand"), (1205, "one thousand two hundred five")])
 def test_number_words(n, words):
-  assert qa.number_words(n) == words
+  assert answers.number_words(n) == words
 
 
 def test_number_aliases_cover_every_rendered_form():
-  assert qa.number_aliases(145) == [
+  assert answers.number_aliases(145) == [
       "one hundred forty-five", "one hundred forty five",
       "one hundred and forty-five", "one hundred and forty five"]
-  assert qa.number_aliases(20) == ["twenty"]
+  assert answers.number_aliases(20) == ["twenty"]
 
 
 @pytest.mark.parametrize("answer,aliases,text,expected", [
@@ -47,7 +48,7 @@ def test_number_aliases_cover_every_rendered_form():
     ("Iron Veil", [], "Its ability, iron veil, helps.", True),
 ])
 def test_answer_in_text(answer, aliases, text, expected):
-  assert qa.answer_in_text(answer, aliases, text) is expected
+  assert answers.answer_in_text(answer, aliases, text) is expected
 
 
 def test_answers_and_questions(world):

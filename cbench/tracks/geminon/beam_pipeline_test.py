@@ -15,10 +15,12 @@ beam = pytest.importorskip(
     "-e '.[beam]'); the Beam release path is untested here")
 
 from cbench._validate import CbenchError  # pylint: disable=g-import-not-at-top
-from cbench.corpus import beam_pipeline  # pylint: disable=g-import-not-at-top
+from cbench.corpus import beam as beam_lib  # pylint: disable=g-import-not-at-top
 from cbench.corpus import dedup  # pylint: disable=g-import-not-at-top
 from cbench.corpus import release  # pylint: disable=g-import-not-at-top
 from cbench.io import files  # pylint: disable=g-import-not-at-top
+from cbench.tracks.geminon import beam_pipeline  # pylint: disable=g-import-not-at-top
+from cbench.tracks.geminon import generator as geminon  # pylint: disable=g-import-not-at-top
 
 
 def _tree(root):
@@ -33,10 +35,10 @@ def _tree(root):
 
 def test_direct_runner_release_is_byte_identical(demo_release_dir, tmp_path,
                                                  monkeypatch):
-  config = release.make_config("geminon", "2026q4", "demo")
+  config = geminon.make_config("geminon", "2026q4", "demo")
   out = str(tmp_path / "beam")
   log = str(tmp_path / "shards.txt")
-  generate = release.generate_shard
+  generate = geminon.generate_shard
   write = beam_pipeline._write_shard  # pylint: disable=protected-access
 
   def spy_generate(config, world, shard):  # Beam pickles by value: a file.
@@ -49,7 +51,7 @@ def test_direct_runner_release_is_byte_identical(demo_release_dir, tmp_path,
       f.write(f"write {shard}\n")
     return write(shard, removed, seed, scratch)
 
-  monkeypatch.setattr(release, "generate_shard", spy_generate)
+  monkeypatch.setattr(geminon, "generate_shard", spy_generate)
   monkeypatch.setattr(beam_pipeline, "_write_shard", spy_write)
   # 3 key ranges instead of 16: the grouping's partitioning is free too.
   manifest = beam_pipeline.build_release(config, out, partitions=3)
@@ -76,7 +78,7 @@ def test_find_removed_reads_signatures_back(tmp_path):
   """A key range's removals, judged from the sig-K.npy files of two shards,
   match the streaming index over the same signatures."""
   rng = np.random.default_rng(0)
-  s = release.SHARD_DOCS
+  s = geminon.SHARD_DOCS
   sigs = rng.integers(0, 2**32, (s + 10, 128), dtype=np.uint32)
   sigs[s + 3] = sigs[5]  # Exact copy across shards.
   sigs[s + 7] = sigs[s + 3]
@@ -95,16 +97,16 @@ def test_find_removed_reads_signatures_back(tmp_path):
 
 
 def test_unknown_runner_is_named(tmp_path):
-  config = release.make_config("geminon", "2026q4", "demo")
+  config = geminon.make_config("geminon", "2026q4", "demo")
   with pytest.raises(CbenchError, match="--runner"):
     beam_pipeline.build_release(config, str(tmp_path / "x"),
                                 runner="LocalRunner")
   assert not os.path.exists(tmp_path / "x")
-  assert beam_pipeline.parse_pipeline_args(
+  assert beam_lib.parse_pipeline_args(
       "--project=p --temp_location='gs://b/t x'") == [
           "--project=p", "--temp_location=gs://b/t x"]
   with pytest.raises(CbenchError, match="--beam_options"):
-    beam_pipeline.parse_pipeline_args("--a='unterminated")
+    beam_lib.parse_pipeline_args("--a='unterminated")
 
 
 def _make_release(*args):
@@ -125,7 +127,7 @@ def test_make_release_runner_flag(demo_release_dir, tmp_path):
   assert summary["release"] == "2026q4"
   assert files.sha256_file(os.path.join(out, "manifest.json")) == (
       files.sha256_file(os.path.join(demo_release_dir, "manifest.json")))
-  assert beam_pipeline.RUNNERS == ("DirectRunner", "DataflowRunner",
+  assert beam_lib.RUNNERS == ("DirectRunner", "DataflowRunner",
                                    "FlinkRunner", "SparkRunner")
   bad = _make_release("--release=2026q4", f"--out={tmp_path / 'b'}",
                       "--runner=LocalRunner")
