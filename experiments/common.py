@@ -56,27 +56,30 @@ def model_or_dir(dir_flag: str, directory: str | None, model: str, *,
 class ConfigFlags:
   """``--config`` and ``--override`` of one binary (`define_config_flags`)."""
 
-  def __init__(self, default: str):
+  def __init__(self, default: str | None):
     self._config = flags.DEFINE_string(
         "config", default,
         f"The run's config: one of {list(configs.NAMES)} (cbench/configs/, "
         f"each file's docstring gives its command and expected result) or a "
-        f"path to a .py file with get_config().")
+        f"path to a .py file with get_config()"
+        + ("." if default else "; default: the one the release's track "
+           "declares."))
     self._override = flags.DEFINE_multi_string(
         "override", [],
         "FIELD=VALUE: change one field of the config (a dotted path, e.g. "
         "harness.finetune.num_steps=100); repeatable.")
 
-  def load(self):
-    """The config with every --override applied (CbenchError if bad)."""
-    return configs.load(self._config.value, self._override.value)
+  def load(self, default: str | None = None):
+    """The config (--config, else `default`) with every --override applied
+    (CbenchError if bad)."""
+    return configs.load(self._config.value or default, self._override.value)
 
   def harness(self):
     """The harness recipe of the loaded config."""
     return configs.harness_config(self.load())
 
 
-def define_config_flags(default: str = "tiny") -> ConfigFlags:
+def define_config_flags(default: str | None = "tiny") -> ConfigFlags:
   return ConfigFlags(default)
 
 

@@ -12,7 +12,8 @@ r"""Runs the benchmark grid: synthesis -> standard fine-tune -> QA scoring.
   python -m experiments.run_benchmark --release=DIR --synthetic=mine.jsonl \
       [--ledger=mine.ledger.json] --workdir=W
 
-``--config`` (default `tiny`; `cbench.configs`) gives the harness recipe and
+``--config`` (default: the config the release's track declares, `tiny` for
+Geminon, `news` for News; `cbench.configs`) gives the harness recipe and
 the grid; the grid flags below replace the config's values when given, and
 ``--override=FIELD=VALUE`` changes any other field. Cells are cached in W:
 an interrupted run resumes at the first unfinished cell, and a changed
@@ -22,16 +23,19 @@ W/results.md, W/accuracy_vs_epsilon.png and W/report.html.
 
 import dataclasses
 import math
+import os
 
 from absl import flags
 
 from cbench._validate import CbenchError
 from cbench.benchmark import runner
+from cbench.corpus import release as release_lib
+from cbench.tracks import registry
 from experiments import common
 
 _RELEASE = flags.DEFINE_string("release", None, "Release directory.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Benchmark working directory.")
-_CONFIG = common.define_config_flags("tiny")
+_CONFIG = common.define_config_flags(None)
 _METHODS = flags.DEFINE_list("methods", None,
                              "Synthesis methods (default: the config's).")
 _EPSILONS = flags.DEFINE_list(
@@ -77,7 +81,9 @@ def _parse_method_epsilons(values):
 
 def make_config() -> runner.BenchmarkConfig:
   """The config of --config/--override with the grid flags applied."""
-  config = _CONFIG.load()
+  track = registry.get(release_lib.load_release(_RELEASE.value).track) if (
+      os.path.isdir(_RELEASE.value or "")) else None
+  config = _CONFIG.load(track.defaults.config if track else "tiny")
   config = getattr(config, "benchmark", config)  # The demo config wraps one.
   if not isinstance(config, runner.BenchmarkConfig):
     raise CbenchError(f"--config gives a {type(config).__name__}, not a "

@@ -35,13 +35,26 @@ def answer_questions(bundle: model_store.ModelBundle, questions: Sequence[str],
                      sampler=token_samplers.Greedy()) -> list[str]:
   """Completions, each up to its first newline (greedy unless `sampler`).
 
-  Decoding stops at EOS or at any id of `prompts.answer_stop_ids` (every
-  id whose text holds a newline; the stop token is not part of the text),
-  and the decoded text is cut at its first newline (`prompts.cut_answer`),
-  so an answer never spans lines.
+  The prompt is the few-shot prefix of ``bundle.fewshot`` then
+  ``"Q: {question}\nA:"`` (`complete_lines` does the decoding).
   """
   prefix = prompts.few_shot_prefix(bundle.fewshot)
-  texts = [prompts.question_prompt(prefix, q) for q in questions]
+  return complete_lines(bundle, [prompts.question_prompt(prefix, q)
+                                 for q in questions],
+                        batch_size=batch_size, mesh=mesh, sampler=sampler)
+
+
+def complete_lines(bundle: model_store.ModelBundle, texts: Sequence[str], *,
+                   max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 64,
+                   mesh=None, sampler=token_samplers.Greedy()) -> list[str]:
+  """The model's continuation of each prompt, up to its first newline.
+
+  Decoding (the shared KV-cached decoder, calls of one fixed batch shape)
+  stops at EOS or at any id of `prompts.answer_stop_ids` (every id whose
+  text holds a newline; the stop token is not part of the text), and the
+  text is cut at its first newline (`prompts.cut_answer`), so a completion
+  never spans lines.
+  """
   out: list[str] = []
   tok = bundle.tokenizer
   for start in range(0, len(texts), batch_size):
@@ -50,7 +63,7 @@ def answer_questions(bundle: model_store.ModelBundle, questions: Sequence[str],
     chunk = chunk + [chunk[-1]] * (batch_size - n)  # Fixed batch shape.
     prompt_tokens = decoder.prepare_prompts(tok, chunk, bucket=32)
     result = decoder.generate(
-        bundle.params, bundle.config, prompt_tokens, MAX_NEW_TOKENS,
+        bundle.params, bundle.config, prompt_tokens, max_new_tokens,
         sampler, jax.random.key(0), eos_id=tok.eos_id,
         stop_token_ids=prompts.answer_stop_ids(tok), mesh=mesh,
         pad_id=tok.pad_id)

@@ -3,7 +3,6 @@
 import collections
 import dataclasses
 import datetime
-import os
 
 import pytest
 

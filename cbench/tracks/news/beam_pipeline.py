@@ -2,11 +2,11 @@
 
 The pipeline maps every crawl file to the outcomes of its records
 (`crawl.read_file` then `articles.process`: pure functions of one record),
-writes them as JSON lines to a scratch directory beside nothing the user
-owns (a temporary directory; on a cluster pass a shared
-``--temp_location``-style path with ``scratch``), and this process reads
-them back sorted by record key: the same list as `build.collect_local`, so
-the same release. Files are the unit of parallelism (a CC-NEWS month is
+writes them as JSON lines into a fresh temporary directory (`scratch`
+chooses its parent: on a cluster, a path every worker and this process
+see), and this process reads them back sorted by record key and deletes
+the directory: the same list as `build.collect_local`, so the same
+release. Files are the unit of parallelism (a CC-NEWS month is
 hundreds of WARC files); DirectRunner runs them in worker processes
 (``--direct_num_workers``), other runners on a cluster.
 """

@@ -37,6 +37,8 @@ outlets (with the largest group's count), or no question left.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import datetime
 import hashlib
 import importlib.metadata
 import logging
@@ -56,6 +58,7 @@ from cbench.tracks.news import crawl as crawl_lib
 from cbench.tracks.news import events as events_lib
 from cbench.tracks.news import exemplars as exemplars_lib
 from cbench.tracks.news import facts as facts_lib
+from cbench.tracks.news import llm
 from cbench.tracks.news import zero_shot
 
 log = logging.getLogger("cbench")
@@ -154,6 +157,28 @@ def deduplicate(arts: Sequence[articles_lib.Article],
                        f"{dedup_lib.NUM_PERM} permutations"}
 
 
+def use_llm(facts: Sequence[facts_lib.Fact],
+            arts: Sequence[articles_lib.Article],
+            writer: llm.QuestionWriter,
+            checker: Optional[llm.AnswerChecker]
+            ) -> tuple[list[facts_lib.Fact], dict]:
+  """The optional LLM path (`llm`): checked facts, rewritten questions."""
+  stats = {"question_writer": getattr(writer, "model", "cloze"),
+           "answer_checker": getattr(checker, "model", None)}
+  if checker is not None:
+    ok = checker.check([llm.CheckItem(arts[f.supports[0]].text, f.question,
+                                      f.answer) for f in facts])
+    stats["dropped_by_checker"] = len(facts) - sum(ok)
+    facts = [f for f, good in zip(facts, ok) if good]
+  written = writer.write([llm.WriteItem(
+      f.sentence, f.answer, f.kind,
+      articles_lib.long_date(datetime.date.fromisoformat(f.date)))
+                          for f in facts])
+  stats["rewritten"] = sum(q is not None for q in written)
+  return [dataclasses.replace(f, question=q) if q else f
+          for f, q in zip(facts, written)], stats
+
+
 def _buckets(counts: Sequence[int]) -> dict[str, int]:
   return {f">={b}": int(sum(c >= b for c in counts)) for b in SUPPORT_BUCKETS}
 
@@ -200,6 +225,9 @@ def build_into(config: config_lib.NewsReleaseConfig, root: str,
     facts.extend(got)
     fact_stats.update(st)
   stages["facts"] = dict(sorted(fact_stats.items()))
+  facts, stages["llm"] = use_llm(
+      facts, arts, llm.question_writer(config.question_writer),
+      llm.answer_checker(config.answer_checker))
   timer.lap("facts")
 
   # Corpus slice, document ids, splits.

@@ -59,6 +59,8 @@ class NewsReleaseConfig:
     similarity: cosine similarity of title + lede embeddings above which
       two articles are linked (None: `DEFAULT_SIMILARITY` of the embedder).
     neighbours: links kept per article (its most similar ones).
+    shared_entities: proper names two linked articles' ledes must share
+      (0: any).
     resolution: Leiden resolution (RBConfiguration; higher = smaller
       events).
     min_outlets: events reported by fewer distinct outlets are dropped.
@@ -71,6 +73,10 @@ class NewsReleaseConfig:
     sensitive_per_event: facts stated by one outlet in at most two articles
       kept per event as sensitive questions (0: none).
     min_support: public questions need this many train supports.
+    question_writer / answer_checker: the optional LLM path (`llm`): a
+      model directory or pretrained name that rewrites cloze questions as
+      natural questions / checks that a support states the answer; ""
+      (the default) is the offline extractive path.
     zero_shot_model: a model directory or pretrained name that answers
       every question closed-book first; questions it gets right are
       dropped ("" skips the filter and says so in the manifest).
@@ -88,6 +94,7 @@ class NewsReleaseConfig:
   window_days: int = 3
   similarity: float | None = None
   neighbours: int = 10
+  shared_entities: int = 1
   resolution: float = 1.0
   min_outlets: int = 3
   max_event_days: int = 7
@@ -97,6 +104,8 @@ class NewsReleaseConfig:
   max_facts_per_event: int = 12
   sensitive_per_event: int = 2
   min_support: int = 3
+  question_writer: str = ""
+  answer_checker: str = ""
   zero_shot_model: str = "gemma3_270m"
   slice: str = "events"
   pipeline_version: str = PIPELINE_VERSION

@@ -7,7 +7,12 @@
    no model). Rows are unit vectors, so a dot product is a cosine.
 2. Link each article to its `neighbours` most similar articles published at
    most `window_days` apart whose cosine (rounded to 1e-4, so float noise
-   cannot flip a link) is at least `similarity`. The search is blocked by
+   cannot flip a link) is at least `similarity` and that name at least
+   `shared_entities` of the same proper names in their ledes (`entities`:
+   capitalised words that do not start a sentence; names in more than
+   `_COMMON_NAME_SHARE` of the articles, at least 10, identify nothing and
+   are ignored): reports of two fires in two towns read alike, but name
+   different places and people. The search is blocked by
    date (articles sorted by day: a block of rows only meets the contiguous
    range of rows within the window) and runs as jitted JAX matmul + top-k
    over fixed, bucketed shapes: the same code on CPU, GPU and TPU.
@@ -43,6 +48,7 @@ from cbench.tracks.news import articles as articles_lib
 from cbench.tracks.news import config as config_lib
 
 HASH_DIM = 4096
+_COMMON_NAME_SHARE = 0.02
 _BLOCK = 256      # Query rows per kernel call.
 _BUCKET = 1024    # Candidate rows are padded to a multiple of this.
 _WORD = re.compile(r"[a-z][a-z0-9'-]{2,}")
@@ -75,6 +81,20 @@ class Event:
   outlets: tuple[str, ...]
   first_date: str
   last_date: str
+
+
+_CAPITAL = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]{2,}\b")
+_NOT_NAMES = frozenset(
+    articles_lib.MONTHS + ("Monday", "Tuesday", "Wednesday", "Thursday",
+                           "Friday", "Saturday", "Sunday", "The", "This",
+                           "That", "These", "Those", "Some", "More", "Most"))
+
+
+def entities(text: str) -> frozenset:
+  """Proper names of a text: capitalised words (3+ letters) that do not
+  start it or a sentence, without month and weekday names (lowercase)."""
+  return frozenset(w.lower() for w in _CAPITAL.findall(text)
+                   if w not in _NOT_NAMES)
 
 
 def content_words(text: str) -> list[str]:
@@ -129,11 +149,13 @@ def _block_topk(queries, candidates, q_day, c_day, q_id, c_id, window, k):
 
 
 def similarity_edges(emb: np.ndarray, days: np.ndarray, window_days: int,
-                     neighbours: int, threshold: float
-                     ) -> list[tuple[int, int, float]]:
+                     neighbours: int, threshold: float,
+                     names: Sequence[frozenset] | None = None,
+                     shared: int = 0) -> list[tuple[int, int, float]]:
   """Undirected links ``(i, j, cosine)`` with i < j (see the module doc).
 
-  `emb` rows and `days` (int day numbers) must be sorted by day.
+  `emb` rows and `days` (int day numbers) must be sorted by day; with
+  `names` (one set per row) a link also needs `shared` common names.
   """
   n = len(days)
   if n < 2:
@@ -176,7 +198,8 @@ def similarity_edges(emb: np.ndarray, days: np.ndarray, window_days: int,
   first = np.ones(len(lo_id), bool)
   first[1:] = (lo_id[1:] != lo_id[:-1]) | (hi_id[1:] != hi_id[:-1])
   return [(int(i), int(j), float(v))
-          for i, j, v in zip(lo_id[first], hi_id[first], sim[first])]
+          for i, j, v in zip(lo_id[first], hi_id[first], sim[first])
+          if names is None or len(names[i] & names[j]) >= shared]
 
 
 def communities(n: int, edges: Sequence[tuple[int, int, float]],
@@ -200,9 +223,16 @@ def group_events(arts: Sequence[articles_lib.Article],
   first = config.window[0]
   days = np.array([(datetime.date.fromisoformat(a.date) - first).days
                    for a in arts], np.int32)
-  emb = embed([articles_lib.lede(a) for a in arts], config.embedder)
+  ledes = [articles_lib.lede(a) for a in arts]
+  emb = embed(ledes, config.embedder)
+  names = [entities(" ".join(a.text.split()[:60])) for a in arts]
+  df = collections.Counter(n for ns in names for n in ns)
+  common = {n for n, c in df.items()
+            if c > max(10, _COMMON_NAME_SHARE * len(arts))}
+  names = [ns - common for ns in names]
   edges = similarity_edges(emb, days, config.window_days, config.neighbours,
-                           config.link_similarity)
+                           config.link_similarity, names,
+                           config.shared_entities)
   membership = communities(len(arts), edges, config.resolution, config.seed)
   groups: dict[int, list[int]] = collections.defaultdict(list)
   for i, c in enumerate(membership):

@@ -108,6 +108,7 @@ class Fact:
   answer: str
   aliases: tuple[str, ...]
   question: str
+  sentence: str              # the anchor sentence (answer included)
   date: str                  # the anchor article's date
   supports: tuple[int, ...]  # article indices, ascending
   outlets: tuple[str, ...]
@@ -338,7 +339,7 @@ def event_facts(arts: Sequence[articles_lib.Article],
         id=f"{event.id}-q{n:02d}", event=event.id, kind=kind, answer=answer,
         aliases=aliases,
         question=question_text(art, cloze, kind, answer, aliases),
-        date=art.date, supports=support, outlets=outlets,
+        sentence=texts[anchor.article][anchor.sentence], date=art.date, supports=support, outlets=outlets,
         sensitive=n > len(public)))
   stats = {"mentions": len(found), "answers": len(groups),
            "public": len(public), "sensitive": len(sensitive)}
