@@ -10,7 +10,7 @@ r"""Runs the benchmark grid: synthesis -> standard fine-tune -> QA scoring.
 
   # A researcher's own synthetic corpus through the same harness:
   python -m experiments.run_benchmark --release=DIR --synthetic=mine.jsonl \
-      [--ledger=mine.ledger.json] --workdir=W
+      [--ledger=mine.ledger.jsonl] --workdir=W
 
 ``--config`` (default: the config the release's track declares, `tiny` for
 Geminon, `news` for News; `cbench.configs`) gives the harness recipe and
@@ -22,11 +22,11 @@ W/results.md, W/accuracy_vs_epsilon.png and W/report.html.
 """
 
 import dataclasses
-import math
 import os
 
 from absl import flags
 
+from cbench import options
 from cbench._validate import CbenchError
 from cbench.benchmark import runner
 from cbench.corpus import release as release_lib
@@ -58,14 +58,10 @@ flags.mark_flags_as_required(["release", "workdir"])
 
 
 def _parse_epsilons(values, flag="--epsilons"):
-  out = []
-  for v in values:
-    try:
-      eps = math.inf if v.strip().lower() in ("inf", "infinity") else float(v)
-    except ValueError as e:
-      raise CbenchError(f"{flag}: {v!r} is not a number or 'inf'.") from e
-    out.append(eps)
-  return tuple(out)
+  """Flag strings -> floats ('inf' allowed; the grid rule is the runner's)."""
+  if not values:
+    raise CbenchError(f"{flag} is empty; give at least one epsilon.")
+  return tuple(options.coerce(flag, v, float) for v in values)
 
 
 def _parse_method_epsilons(values):
@@ -79,26 +75,34 @@ def _parse_method_epsilons(values):
   return tuple(out)
 
 
+def _methods(values):
+  if not values:
+    raise CbenchError("--methods is empty; name at least one method (or "
+                      "leave the flag out for the config's).")
+  return tuple(values)
+
+
 def make_config() -> runner.BenchmarkConfig:
   """The config of --config/--override with the grid flags applied."""
-  track = registry.get(release_lib.load_release(_RELEASE.value).track) if (
-      os.path.isdir(_RELEASE.value or "")) else None
-  config = _CONFIG.load(track.defaults.config if track else "tiny")
-  config = getattr(config, "benchmark", config)  # The demo config wraps one.
-  if not isinstance(config, runner.BenchmarkConfig):
-    raise CbenchError(f"--config gives a {type(config).__name__}, not a "
-                      f"benchmark config.")
   given = {
       "release_dir": _RELEASE.value, "base_dir": _BASE.value,
       "public_world_dir": _PUBLIC_WORLD.value, "synthetic": _SYNTHETIC.value,
       "ledger": _LEDGER.value, "delta": _DELTA.value, "seed": _SEED.value,
       "num_docs": _NUM_DOCS.value,
-      "methods": None if _METHODS.value is None else tuple(_METHODS.value),
+      "methods": None if _METHODS.value is None else _methods(_METHODS.value),
       "epsilons": (None if _EPSILONS.value is None
                    else _parse_epsilons(_EPSILONS.value)),
       "method_epsilons": (_parse_method_epsilons(_METHOD_EPSILONS.value)
                           or None),
   }
+  manifest = os.path.join(_RELEASE.value or "", "manifest.json")
+  default = (registry.get(release_lib.load_release(_RELEASE.value).track)
+             .defaults.config if os.path.exists(manifest) else "tiny")
+  config = _CONFIG.load(default)
+  config = getattr(config, "benchmark", config)  # The demo config wraps one.
+  if not isinstance(config, runner.BenchmarkConfig):
+    raise CbenchError(f"--config gives a {type(config).__name__}, not a "
+                      f"benchmark config.")
   config = dataclasses.replace(
       config, **{k: v for k, v in given.items() if v is not None})
   if _NO_REFERENCE.value:

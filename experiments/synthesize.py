@@ -9,7 +9,7 @@ the base instead of a ``--base`` directory (``pip install -e .[models]``).
 
 Methods: see `cbench.synthesis.api.METHODS`; ``--epsilon=inf`` runs the
 same code path without privacy (``public_only`` has ε = 0 whatever is
-asked). Writes ``synth.jsonl`` and ``synth.ledger.json``; a killed run
+asked). Writes ``synth.jsonl`` and ``synth.ledger.jsonl``; a killed run
 resumes when re-run with the same flags. Prints the summary (ε from the
 ledger, the δ used, ex-post ε where it applies) as one JSON line. A bad
 flag or an ε the method cannot reach prints one line naming it and exits

@@ -46,7 +46,7 @@ def test_writes_corpus_and_prints_summary(root, release_dir, tmp_path):
   assert summary["private_token_fraction"] == 1.0
   with open(out) as f:
     assert len(f.read().splitlines()) == 3
-  assert os.path.exists(out[:-len(".jsonl")] + ".ledger.json")
+  assert os.path.exists(out[:-len(".jsonl")] + ".ledger.jsonl")
 
 
 @pytest.mark.parametrize("args,needle", [

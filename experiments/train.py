@@ -40,7 +40,9 @@ flags.mark_flags_as_required(["corpus", "workdir"])
 def main(argv):
   del argv
   base = common.model_or_dir("base", _BASE.value, _MODEL.value)
-  recipe = _CONFIG.harness().finetune_recipe(base, _LORA_RANK.value)
+  harness = _CONFIG.harness()
+  finetune.check_base_recipe(harness, base)
+  recipe = harness.finetune_recipe(base, _LORA_RANK.value)
   info = finetune.finetune(base, _CORPUS.value, _WORKDIR.value, recipe)
   print(json.dumps({"workdir": _WORKDIR.value, "train": info.get("train")}, indent=2))
 

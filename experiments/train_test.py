@@ -4,6 +4,7 @@ written."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -50,3 +51,34 @@ def test_lora_rank_flag_trains_adapters(root, tmp_path):
   done = files.read_json(os.path.join(workdir, "DONE.json"))
   assert done["train"]["trainable_params"] == summary["train"][
       "trainable_params"] > 0
+
+
+def test_a_recipe_that_did_not_build_the_base_is_refused(root, tmp_path):
+  base = fixtures.micro_base_model(root)
+  corpus = os.path.join(fixtures.demo_release(root), "corpus", "train.jsonl")
+  workdir = str(tmp_path / "w")
+  proc = _run(f"--base={base}", "--config=tiny", f"--corpus={corpus}",
+              f"--workdir={workdir}")
+  assert proc.returncode == 1, proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: The 'tiny' recipe does not match the base "
+                         "model in ") and "'model'" in last, last
+  assert not os.path.exists(workdir)
+
+
+def test_a_damaged_base_model_is_one_named_error(root, tmp_path):
+  base = str(tmp_path / "base")
+  shutil.copytree(fixtures.micro_base_model(root), base)
+  for dirpath, _, names in os.walk(os.path.join(base, "params")):
+    for name in names:
+      if name == "_METADATA" or name.startswith("d"):
+        path = os.path.join(dirpath, name)
+        with open(path, "r+b") as f:
+          f.truncate(os.path.getsize(path) // 3)
+  corpus = os.path.join(fixtures.demo_release(root), "corpus", "train.jsonl")
+  proc = _run(f"--base={base}", "--config=micro", f"--corpus={corpus}",
+              f"--workdir={tmp_path / 'w'}")
+  assert proc.returncode == 1, proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: Checkpoint {base}/params is damaged"), last
+  assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr

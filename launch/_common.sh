@@ -5,6 +5,11 @@
 #              runs nothing
 # join CMD...  prints CMD as one quoted line (for a remote --command)
 # die MSG      prints "error: MSG" and the usage, exits 2
+# check_binary_flags CMD...
+#              when CMD is `python[3] -m experiments.BINARY ARGS`, parses
+#              ARGS with the binary's own absl flags on this machine
+#              (launch/flagcheck.py) and dies naming a bad flag, so a typo
+#              fails here, in a --dry_run too, not on the cluster
 
 q() {
   local s=$1
@@ -49,4 +54,25 @@ remote_line() {
 
 check_env_var() {
   [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*=.*$ ]] || die "--env=$1 is not NAME=VALUE"
+}
+
+check_binary_flags() {
+  [[ ${1:-} == python* && ${2:-} == -m && ${3:-} == experiments.* ]] || return 0
+  local module=$3
+  shift 3
+  local root checker json out status
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  checker=${CBENCH_PYTHON:-}
+  if [[ -z $checker ]]; then
+    if [[ -x $root/.venv/bin/python ]]; then checker=$root/.venv/bin/python
+    else checker=python3; fi
+  fi
+  json=$("$checker" -c 'import json, sys; print(json.dumps([sys.argv[1:]]))' "$@")
+  status=0
+  out=$(cd "$root" && printf '%s' "$json" | "$checker" -m launch.flagcheck "$module" 2>&1) || status=$?
+  if [[ $status == 1 ]]; then
+    die "$module rejects its flags: $(printf '%s' "$out" | tr -d '[]"' | sed 's/^null, //;s/, null$//')"
+  elif [[ $status != 0 ]]; then
+    echo "warning: flags of $module not checked here ($out)" >&2
+  fi
 }

@@ -262,3 +262,29 @@ def test_script_help(script):
   assert proc.returncode == 0
   assert "--dry_run" in proc.stdout and "python -m experiments." in (
       proc.stdout)
+
+
+@pytest.mark.parametrize("script, args", [
+    ("tpu_vm.sh", ["--name=n", "--zone=z"]),
+    ("xpk.sh", ["--cluster=c", "--workload=w", "--docker_image=i",
+                "--tpu_type=t"]),
+    ("slurm.sbatch", []),
+])
+def test_dry_run_catches_a_misspelled_binary_flag(tmp_path, script, args):
+  env, log = _fake_tools(tmp_path)
+  command = ["--", "python", "-m", "experiments.train", "--corpus=c",
+             "--workdr=w", "--base=b"]
+  proc = subprocess.run(["bash", f"launch/{script}", "--dry_run", *args,
+                         *command], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 2, proc.stdout + proc.stderr
+  first = proc.stderr.splitlines()[0]
+  assert first.startswith("error: experiments.train rejects its flags")
+  assert "'workdr'" in first and proc.stdout == ""
+  assert _calls(log) == []
+  good = [c if c != "--workdr=w" else "--workdir=w" for c in command]
+  ok = subprocess.run(["bash", f"launch/{script}", "--dry_run", *args, *good],
+                      cwd=ROOT, env=env, capture_output=True, text=True,
+                      timeout=120)
+  assert ok.returncode == 0, ok.stderr
+  assert "--workdir=w" in ok.stdout

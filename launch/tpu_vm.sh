@@ -49,6 +49,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ $# -gt 0 ]] || die "missing the command after -- (python -m experiments.BINARY ...)"
+check_binary_flags "$@"
 [[ -n $NAME ]] || die "--name is required"
 [[ -n $ZONE ]] || die "--zone is required"
 if [[ $CREATE == 1 ]]; then

@@ -54,6 +54,7 @@ if [[ $DELETE == 1 ]]; then
   exit 0
 fi
 [[ $# -gt 0 ]] || die "missing the command after -- (python -m experiments.BINARY ...)"
+check_binary_flags "$@"
 [[ -n $IMAGE ]] || die "--docker_image is required"
 if [[ -n $TPU_TYPE && -n $DEVICE_TYPE ]] || [[ -z $TPU_TYPE && -z $DEVICE_TYPE ]]; then
   die "give exactly one of --tpu_type and --device_type"

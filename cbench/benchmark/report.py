@@ -40,7 +40,7 @@ def _acc(cell: Mapping | None) -> str:
 
 def markdown_table(rows: Sequence[Mapping]) -> str:
   """The results table (accuracies in %, 95% bootstrap intervals)."""
-  head = ("| method | ε | δ | ex-post ε | ε verified | #docs | public EM | public fuzzy "
+  head = ("| method | ε | δ | ε verified | #docs | public EM | public fuzzy "
           "| sensitive EM | gain (EM) | wall (s) |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
@@ -48,7 +48,6 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
     lines.append("| " + " | ".join([
         r["method"], _eps_label(r.get("epsilon")),
         "–" if delta is None else f"{delta:.2g}",
-        "–" if r.get("expost_epsilon") is None else f"{r['expost_epsilon']:.3g}",
         {True: "yes", False: "**no**"}.get(r.get("epsilon_verified"), "n/a"),
         str(r.get("num_docs") or "–"),
         _acc(r.get("public_test_exact")), _acc(r.get("public_test_fuzzy")),
@@ -118,13 +117,12 @@ def html_report(rows: Sequence[Mapping], png_path: str, datasheet: str,
   """A single self-contained page: table, embedded plot, release datasheet."""
   with open(png_path, "rb") as f:
     png = base64.b64encode(f.read()).decode("ascii")
-  header = ["method", "ε", "δ", "ex-post ε", "ε verified", "#docs", "public EM (%)",
+  header = ["method", "ε", "δ", "ε verified", "#docs", "public EM (%)",
             "public fuzzy (%)", "sensitive EM (%)", "gain (EM, pts)"]
   body = []
   for r in rows:
     cells = [r["method"], _eps_label(r.get("epsilon")),
              "–" if r.get("delta") is None else f"{r['delta']:.2g}",
-             "–" if r.get("expost_epsilon") is None else f"{r['expost_epsilon']:.3g}",
              {True: "yes", False: "NO"}.get(r.get("epsilon_verified"), "n/a"),
              str(r.get("num_docs") or "–"), _acc(r.get("public_test_exact")),
              _acc(r.get("public_test_fuzzy")), _acc(r.get("sensitive_test_exact")),

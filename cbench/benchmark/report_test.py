@@ -28,7 +28,7 @@ def _row(method, epsilon, pub, sens, **extra):
          "public_test_exact": _acc(pub), "public_test_fuzzy": _acc(pub + 0.1),
          "sensitive_test_exact": _acc(sens),
          "sensitive_test_fuzzy": _acc(sens + 0.1), "capability_gain": None,
-         "delta": None, "expost_epsilon": None, "num_docs": None,
+         "delta": None, "num_docs": None,
          "epsilon_verified": None, "wall_seconds": 1.0, "cell": method,
          "key": "k"}
   row.update(extra)
@@ -42,7 +42,7 @@ def _rows():
       _row("public_only", 0.0, 0.10, 0.02, num_docs=16, delta=1e-5,
            epsilon_verified=True, capability_gain=0.0),
       _row("private_prediction", 1.0, 0.12, 0.03, num_docs=16, delta=1e-5,
-           expost_epsilon=0.4567, epsilon_verified=True,
+           epsilon_verified=True,
            capability_gain=0.02),
       _row("private_prediction", 10.0, 0.20, 0.05, num_docs=16, delta=1e-5,
            epsilon_verified=True, capability_gain=0.10),
@@ -74,20 +74,20 @@ def test_markdown_table_header_and_rows():
   lines = lines[:-1]
   assert len(lines) == 2 + len(rows)
   assert lines[0] == (
-      "| method | ε | δ | ex-post ε | ε verified | #docs | public EM "
+      "| method | ε | δ | ε verified | #docs | public EM "
       "| public fuzzy | sensitive EM | gain (EM) | wall (s) |")
-  assert lines[1] == "|" + "---|" * 11
-  assert lines[2] == ("| base | – | – | – | n/a | – | 10.0 [5.0, 15.0] | "
+  assert lines[1] == "|" + "---|" * 10
+  assert lines[2] == ("| base | – | – | n/a | – | 10.0 [5.0, 15.0] | "
                       "20.0 [15.0, 25.0] | 2.0 [-3.0, 7.0] | – | 3 |")
-  assert lines[3].startswith("| real | ∞ | – | – | n/a | 120 | 50.0 ")
+  assert lines[3].startswith("| real | ∞ | – | n/a | 120 | 50.0 ")
   assert lines[3].endswith("| +40.0 | 1 |")
-  assert lines[5] == ("| private_prediction | 1 | 1e-05 | 0.457 | yes | 16 | "
+  assert lines[5] == ("| private_prediction | 1 | 1e-05 | yes | 16 | "
                       "12.0 [7.0, 17.0] | 22.0 [17.0, 27.0] | 3.0 [-2.0, 8.0] "
                       "| +2.0 | 1 |")
   assert lines[7].endswith("| +15.0 | 62 |")
   assert lines[8].startswith("| dp_finetune | ∞ | – |")
   for line in lines:
-    assert line.count("|") == 12
+    assert line.count("|") == 11
 
 
 def test_markdown_table_marks_unverified_and_missing_cells():
@@ -96,9 +96,9 @@ def test_markdown_table_marks_unverified_and_missing_cells():
           {"method": "own", "epsilon": 2.0, "epsilon_verified": True,
            "capability_gain": -0.031, "wall_seconds": 0.4}]
   lines = report.markdown_table(rows).splitlines()
-  assert lines[2] == ("| own | – | – | – | **no** | – | – | – | – | – "
+  assert lines[2] == ("| own | – | – | **no** | – | – | – | – | – "
                       "| 0 |")
-  assert lines[3] == ("| own | 2 | – | – | yes | – | – | – | – | -3.1 "
+  assert lines[3] == ("| own | 2 | – | yes | – | – | – | – | -3.1 "
                       "| 0 |")
 
 

@@ -11,7 +11,7 @@ Workdir layout::
 
   W/public_world/, W/base/         built once (skipped when given)
   W/cells/<cell>/cell.json         the cell's request and key (sha256)
-  W/cells/<cell>/synth.jsonl       synthetic corpus (+ synth.ledger.json)
+  W/cells/<cell>/synth.jsonl       synthetic corpus (+ synth.ledger.jsonl)
   W/cells/<cell>/model/            the standard fine-tune on it
   W/cells/<cell>/scores.json       QA scores
   W/cells/<cell>/row.json          the result row; written last = cell done
@@ -164,18 +164,23 @@ def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
 
 def validate(config: BenchmarkConfig) -> release_lib.Release:
   """Every check that needs no compute; raises CbenchError naming the problem."""
-  _validate.check(bool(config.release_dir), "--release is required.")
-  if not os.path.isdir(config.release_dir):
-    raise CbenchError(f"--release directory not found: {config.release_dir}")
-  release = release_lib.load_release(config.release_dir)
   for m in config.methods:
     _validate.one_of("method", m, synthesis_api.METHODS)
+  # Every grid value obeys the one ε rule, also where a method ignores it
+  # (public_only runs once at ε = 0 whatever the grid says).
+  for eps in (*config.epsilons,
+              *(e for _, grid in config.method_epsilons for e in grid)):
+    synthesis_api.check_epsilon(eps)
   for m, _ in config.method_epsilons:
     _validate.check(m in config.methods,
                     f"method_epsilons names {m!r}, which is not in --methods.")
   for m in config.methods:
     _validate.check(len(config.grid(m)) > 0,
                     f"Expected at least one --epsilons value for method {m}.")
+  _validate.check(bool(config.release_dir), "--release is required.")
+  if not os.path.isdir(config.release_dir):
+    raise CbenchError(f"--release directory not found: {config.release_dir}")
+  release = release_lib.load_release(config.release_dir)
   num_records = release.manifest["documents"]["by_split"]["train"]
   for m in config.methods:
     for eps in config.grid(m):
@@ -215,8 +220,8 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
               base_dir: str, cell_dir: str, base_row: dict | None) -> dict:
   t0 = time.monotonic()
   recipe = config.harness
-  extra: dict[str, Any] = {"delta": None, "expost_epsilon": None,
-                           "num_docs": None, "epsilon_verified": None}
+  extra: dict[str, Any] = {"delta": None, "num_docs": None,
+                           "epsilon_verified": None}
   if cell.method == "base":
     model_dir = base_dir
   else:
@@ -233,7 +238,6 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
       syn = _synthesis_config(config, cell.method, cell.epsilon)
       summary = synthesis_api.synthesize(release.root, base_dir, syn, corpus)
       extra.update({"delta": summary.get("delta"),
-                    "expost_epsilon": summary.get("expost_epsilon"),
                     "num_docs": summary.get("num_docs"),
                     "epsilon_verified": True,
                     "achieved_epsilon": summary.get("epsilon"),
@@ -277,6 +281,7 @@ def _ensure_base(config: BenchmarkConfig, release: release_lib.Release,
     model_store.load_config(base)
     if not model_store.is_done(base):
       raise CbenchError(f"--base={base} is not a finished model directory.")
+    finetune.check_base_recipe(config.harness, base)
     return base
   return track_registry.get(release.track).build_base(
       config.harness, workdir, config.public_world_dir)

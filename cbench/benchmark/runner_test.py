@@ -19,7 +19,7 @@ from cbench.tracks.news import crawl_test as news_crawl_test
 
 MICRO = micro.harness()
 
-ROW_FIELDS = {"method", "epsilon", "delta", "expost_epsilon", "num_docs",
+ROW_FIELDS = {"method", "epsilon", "delta", "num_docs",
               "public_test_exact", "public_test_fuzzy", "sensitive_test_exact",
               "capability_gain", "wall_seconds", "versions", "release_sha256",
               "epsilon_verified", "key", "cell"}

@@ -88,20 +88,44 @@ def hash_tree(root: str, skip: tuple[str, ...] = ("manifest.json",)
   return dict(sorted(out.items()))
 
 
+def check_replaceable(out_dir: str) -> None:
+  """Raises CbenchError unless `out_dir` may be replaced by a release: an
+  empty directory, or a cbench release (its manifest.json names a track and
+  a release id). A user's files are never deleted."""
+  if not os.path.isdir(out_dir):
+    raise CbenchError(f"--out={out_dir} exists and is not a directory; "
+                      f"refusing to replace it.")
+  if not os.listdir(out_dir):
+    return
+  try:
+    manifest = files.read_json(os.path.join(out_dir, "manifest.json"))
+  except CbenchError:
+    manifest = None
+  if not (isinstance(manifest, dict) and "track" in manifest
+          and "release_id" in manifest):
+    raise CbenchError(f"--out={out_dir} exists and is not a cbench release "
+                      f"(no manifest.json naming a track); refusing to "
+                      f"replace it with --overwrite.")
+
+
 def build_atomically(out_dir: str, overwrite: bool,
                      fill: Callable[[str], dict]) -> dict:
   """Runs ``fill(tmp_dir) -> manifest`` and renames tmp_dir to `out_dir`.
 
   The temporary directory is a sibling of `out_dir`; on any failure it is
-  removed and an existing `out_dir` is left untouched.
+  removed and an existing `out_dir` is left untouched. `overwrite` replaces
+  only an empty directory or an earlier release (`check_replaceable`).
 
   Raises:
-    CbenchError if `out_dir` exists and not `overwrite`.
+    CbenchError if `out_dir` exists and not `overwrite`, or is not
+    replaceable.
   """
   out_dir = os.path.abspath(out_dir)
   if os.path.exists(out_dir) and not overwrite:
     raise CbenchError(f"--out={out_dir} already exists; pass --overwrite to "
                       "replace it.")
+  if os.path.exists(out_dir):
+    check_replaceable(out_dir)
   parent = os.path.dirname(out_dir)
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(out_dir) +
@@ -111,6 +135,7 @@ def build_atomically(out_dir: str, overwrite: bool,
     if os.path.exists(out_dir):
       if not overwrite:
         raise CbenchError(f"--out={out_dir} appeared during the build.")
+      check_replaceable(out_dir)
       trash = tempfile.mkdtemp(dir=parent, prefix=os.path.basename(out_dir) +
                                ".old-")
       os.rename(out_dir, os.path.join(trash, "old"))

@@ -19,6 +19,7 @@ import numpy as np
 
 from cbench._validate import CbenchError
 from cbench.harness import replay as replay_lib
+from cbench.harness.recipes import HarnessConfig
 from cbench.io import files
 from cbench.models import model_store
 from cbench.parallel import mesh as mesh_lib
@@ -99,6 +100,30 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
           "base_info": base.info.get("pretrain_config")}
   model_store.finish(workdir, params, info)
   return info
+
+
+def check_base_recipe(harness: HarnessConfig, base_dir: str) -> None:
+  """Refuses a harness recipe whose pretraining is not the one that built
+  the base model in `base_dir` (e.g. the `tiny` recipe on a `micro` base):
+  its fine-tuning numbers were chosen for that base. Pretrained model
+  names and recipes without pretraining are not checked.
+
+  Raises:
+    CbenchError naming the differing fields.
+  """
+  if harness.pretrain is None or model_store.is_pretrained(base_dir):
+    return
+  done = os.path.join(base_dir, model_store.DONE)
+  stored = files.read_json(done).get("pretrain_config") if os.path.exists(
+      done) else None
+  want = _jsonable(harness.pretrain.to_dict())
+  if stored is not None and stored != want:
+    diff = sorted(k for k in set(stored) | set(want)
+                  if stored.get(k) != want.get(k))
+    raise CbenchError(
+        f"The {harness.name!r} recipe does not match the base model in "
+        f"{base_dir}, which was pretrained with another recipe (fields "
+        f"{diff} differ); use the config it was built with.")
 
 
 def _fit_width(tokens, width):

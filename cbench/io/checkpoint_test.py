@@ -11,7 +11,9 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
+import pytest
 
+from cbench._validate import CbenchError
 from cbench.io import checkpoint
 from cbench.parallel import mesh as mesh_lib
 
@@ -163,3 +165,51 @@ def test_save_params_and_load_params_roundtrip(tmp_path):
   doubled = jax.tree.map(lambda x: x * 2, params)
   checkpoint.save_params(path, doubled)
   _assert_tree_equal(checkpoint.load_params(path, _zeros_like(params)), doubled)
+
+
+def _damage(directory, how):
+  """Truncates or removes the files orbax needs under `directory`."""
+  hit = 0
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      if how == "truncate" and (name == "_METADATA" or name.startswith(
+          ("d", "manifest"))):
+        with open(path, "r+b") as f:
+          f.truncate(max(os.path.getsize(path) // 3, 1))
+        hit += 1
+      elif how == "remove" and name == "manifest.ocdbt":
+        os.remove(path)
+        hit += 1
+  assert hit, f"nothing to damage under {directory}"
+
+
+@pytest.mark.parametrize("how", ["truncate", "remove"])
+def test_a_damaged_newest_step_falls_back_then_fails_in_one_line(
+    tmp_path, how, caplog):
+  state = {"w": jnp.arange(6.0)}
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "c"), max_to_keep=2)
+  ckpt.save(2, state)
+  ckpt.save(4, jax.tree.map(lambda x: x + 1, state))
+  ckpt.wait()
+  _damage(str(tmp_path / "c" / "4"), how)
+  restored, step = ckpt.restore_latest(state)
+  assert step == 2
+  np.testing.assert_array_equal(np.asarray(restored["w"]), np.arange(6.0))
+  assert any("damaged" in r.message for r in caplog.records)
+  _damage(str(tmp_path / "c" / "2"), how)
+  with pytest.raises(CbenchError) as err:
+    ckpt.restore_latest(state)
+  assert "No checkpoint under" in str(err.value) and "\n" not in str(
+      err.value)
+  ckpt.close()
+
+
+def test_damaged_final_params_are_named(tmp_path):
+  path = str(tmp_path / "params")
+  checkpoint.save_params(path, {"w": jnp.ones(4)})
+  _damage(path, "truncate")
+  with pytest.raises(CbenchError, match="Checkpoint .*params is damaged"):
+    checkpoint.load_params(path, {"w": jnp.ones(4)})
+  with pytest.raises(CbenchError, match="not found"):
+    checkpoint.load_params(str(tmp_path / "nope"), {"w": jnp.ones(4)})

@@ -332,7 +332,8 @@ def _check_same_header(path: str, stored: Mapping, new: Mapping) -> None:
   if diff:
     raise CbenchError(
         f"Ledger {path} was written for a different run (fields {diff} "
-        "differ); refusing to resume. Use a new ledger path.")
+        "differ); refusing to resume. Write this run elsewhere (a new --out "
+        "or --workdir).")
 
 
 class StepChargeHook:

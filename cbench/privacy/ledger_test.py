@@ -28,7 +28,7 @@ def _header(**over):
 
 
 def test_charge_resume_and_idempotent_replay(tmp_path):
-  path = str(tmp_path / "run.ledger.json")
+  path = str(tmp_path / "run.ledger.jsonl")
   with ledger_lib.Ledger.open(path, _header()) as led:
     for step in range(5):
       assert led.charge(step, EVENT, meta={"key": f"k{step}"})

@@ -293,7 +293,7 @@ class PrivatePredictionParams:
 
 @dataclasses.dataclass(frozen=True)
 class PrivacyReport:
-  """What one synthesis run may claim (one `synth.ledger.json` block).
+  """What one synthesis run may claim (one `synth.ledger.jsonl` block).
 
   Attributes:
     method: one of `METHODS`.

@@ -5,11 +5,13 @@
     summary = synthesize(release_dir, base_dir, cfg, "synth.jsonl")
 
 Every method reads the release's *train* corpus (the private data), writes
-``synth.jsonl`` (``{"id", "text", ...}``) and ``synth.ledger.json`` (the
+``synth.jsonl`` (``{"id", "text", ...}``) and ``synth.ledger.jsonl`` (the
 privacy ledger, written ahead of every released document or checkpoint), and
 returns a JSON-able summary with at least ``method, epsilon, delta,
-num_docs``; data-dependent (ex-post) guarantees are reported separately as
-``expost_epsilon`` and never replace ``epsilon``.
+num_docs``. Nothing data-dependent is released: a method's ex-post
+diagnostics (cluster_median's ex-post ε) stay in a curator-only file beside
+the output (``synth.curator_only.jsonl``) that the benchmark never
+publishes.
 
 `check_request` validates a request (method, ε, δ, document count) before any
 compute, and `check_feasible` adds the method's own feasibility check (an ε
@@ -75,14 +77,20 @@ def default_delta(num_records: int) -> float:
   return 1.0 / (10.0 * max(num_records, 1))
 
 
+def check_epsilon(epsilon: float) -> None:
+  """The one rule for a target ε (requests and benchmark grids alike):
+  a number > 0, or inf for the non-private run of the same code path."""
+  _validate.check(
+      isinstance(epsilon, (int, float)) and not isinstance(epsilon, bool)
+      and not math.isnan(epsilon) and epsilon > 0,
+      f"Expected epsilon={epsilon} > 0 (use inf for the non-private "
+      f"baseline).")
+
+
 def check_request(config: SynthesisConfig) -> None:
   """Raises CbenchError naming the problem; no compute, no IO."""
   _validate.one_of("method", config.method, METHODS)
-  _validate.check(
-      config.epsilon is not None and not math.isnan(config.epsilon)
-      and config.epsilon > 0,
-      f"Expected epsilon={config.epsilon} > 0 (use inf for the non-private "
-      f"baseline).")
+  check_epsilon(config.epsilon)
   if config.delta is not None:
     _validate.check(0 < config.delta < 1,
                     f"Expected 0 < delta={config.delta} < 1.")
@@ -126,5 +134,5 @@ def synthesize(release_dir: str, base_dir: str, config: SynthesisConfig,
 
 
 def ledger_path(out_path: str) -> str:
-  """``synth.jsonl`` -> ``synth.ledger.json``."""
-  return out_path[:-len(".jsonl")] + ".ledger.json"
+  """``synth.jsonl`` -> ``synth.ledger.jsonl``."""
+  return out_path[:-len(".jsonl")] + ".ledger.jsonl"

@@ -126,10 +126,10 @@ def test_option_reads_the_options_with_a_default():
 
 
 def test_ledger_path():
-  assert api.ledger_path("synth.jsonl") == "synth.ledger.json"
+  assert api.ledger_path("synth.jsonl") == "synth.ledger.jsonl"
   assert api.ledger_path("/w/cells/x/synth.jsonl") == (
-      "/w/cells/x/synth.ledger.json")
-  assert api.ledger_path("a.b.jsonl") == "a.b.ledger.json"
+      "/w/cells/x/synth.ledger.jsonl")
+  assert api.ledger_path("a.b.jsonl") == "a.b.ledger.jsonl"
 
 
 # synthesize ----------------------------------------------------------------

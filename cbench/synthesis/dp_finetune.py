@@ -695,7 +695,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
 
   Returns:
     {"method", "epsilon" (ledger; "inf" if infinite), "target_epsilon",
-    "delta", "expost_epsilon" (None), "num_docs", "noise_multiplier",
+    "delta", "num_docs", "noise_multiplier",
     "steps", "expected_batch_size", "sampling_prob", "clip_norm",
     "relation", "trainable", "clipping", "params_sha256", "seconds", ...}.
 
@@ -762,7 +762,6 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       "epsilon": _jsonable(eps),
       "target_epsilon": _jsonable(p.target_epsilon),
       "delta": p.delta,
-      "expost_epsilon": None,
       "num_docs": len(docs),
       "noise_multiplier": p.noise_multiplier,
       "steps": p.steps,

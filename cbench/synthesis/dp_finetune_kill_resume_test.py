@@ -81,7 +81,7 @@ def _kill_when(proc, progress, predicate, deadline):
 
 
 def _ledger_ids(workdir):
-  with open(os.path.join(workdir, "ledger.json")) as f:
+  with open(os.path.join(workdir, "ledger.jsonl")) as f:
     lines = [json.loads(line) for line in f if line.endswith("\n")]
   return [r["id"] for r in lines[1:]]
 
@@ -135,7 +135,7 @@ def test_sigkill_at_random_steps_then_resume_is_bitwise_identical(tmp_path):
   assert len(finish) == 1
   # Ledger: one charge per step, in order; same epsilon as the reference.
   assert _ledger_ids(workdir) == [f"step:{s}" for s in range(worker.STEPS)]
-  summary = ledger_lib.verify_file(os.path.join(workdir, "ledger.json"))
+  summary = ledger_lib.verify_file(os.path.join(workdir, "ledger.jsonl"))
   assert summary["charges"] == worker.STEPS
   assert summary["epsilon"] == ref["epsilon"]
   # Some steps were replayed after a kill, and the final call ran the rest.

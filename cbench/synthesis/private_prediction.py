@@ -89,8 +89,12 @@ Privacy accounting
   cluster_median = unclipped median and EXACT cluster counts; each round
   is charged a `NonPrivateDpEvent` (ledger ε = inf). ``public_only`` reads
   no private data: each round is charged a `NoOpDpEvent` (ε = 0).
-* ``cluster_median`` reports the worst-case ε (ledger) and, separately, the
-  data-dependent ex-post ε (NOT a DP guarantee):
+* ``cluster_median``'s guarantee is the worst-case ε of the ledger. Its
+  data-dependent ex-post ε (NOT a DP guarantee, and itself a function of
+  un-noised private logits, so never released: no document record, ledger
+  entry or summary carries it) goes to the curator-only file
+  `curator_path` (``synth.curator_only.jsonl``, one row per document),
+  which the benchmark never publishes; `curator_expost` totals it as
   ``counts_eps + max_b sum_k expost(b, k)`` where ``expost(b, k)`` is the
   sampler's per-document sum of per-token bounds
   ``(max_j down_j + max_j up_j) / tau`` (`pp_accounting`) for batch b in
@@ -873,8 +877,7 @@ def ledger_totals(path: str) -> dict:
   """Counts from the ledger's round charges (the last charge per round).
 
   Returns:
-    {"rounds", "documents", "tokens", "private_tokens", "expost_epsilon"
-    (cluster_median; else None), "counts_charged"}.
+    {"rounds", "documents", "tokens", "private_tokens", "counts_charged"}.
   """
   header, charges = read_ledger_records(path)
   per_round = {}
@@ -890,13 +893,29 @@ def ledger_totals(path: str) -> dict:
          "tokens": sum(m["tokens"] for m in per_round.values()),
          "private_tokens": sum(m["private_tokens"]
                                for m in per_round.values()),
-         "counts_charged": counts, "expost_epsilon": None}
-  if header.get("method") == "cluster_median":
-    out["expost_epsilon"] = expost_total(
-        [(b, e) for m in per_round.values()
-         for b, e in zip(m["batches"], m["expost"])],
-        header.get("counts_pure_epsilon", 0.0))
+         "counts_charged": counts}
+  del header
   return out
+
+
+def curator_path(out_path: str) -> str:
+  """``synth.jsonl`` -> ``synth.curator_only.jsonl``: the data-dependent
+  values of a run (cluster_median's per-document ex-post ε), computed from
+  un-noised private logits. Not a release: the benchmark never publishes,
+  summarises or reports it; a data curator may read it."""
+  return out_path[:-len(".jsonl")] + ".curator_only.jsonl"
+
+
+def curator_expost(out_path: str, counts_epsilon: Any) -> Any:
+  """The run's ex-post ε from its curator-only file (`expost_total`), or
+  None when there is none. Curator-only, like the file."""
+  path = curator_path(out_path)
+  if not os.path.exists(path):
+    return None
+  rows = {r["id"]: r for r in files.iter_jsonl(
+      path, required=("id", "batch", "expost_epsilon"))}
+  return expost_total([(r["batch"], r["expost_epsilon"])
+                       for r in rows.values()], counts_epsilon)
 
 
 def _as_float(x: Any) -> float:
@@ -1048,16 +1067,26 @@ def _generate_round(ctx: _Context, k: int) -> list[dict]:
   return out
 
 
-def _round_meta(k: int, records: list[dict], method: str) -> dict:
+def _round_meta(k: int, records: list[dict]) -> dict:
   texts = "\x00".join(r["text"] for r in records)
-  meta = {"round": k, "documents": len(records),
+  return {"round": k, "documents": len(records),
           "tokens": sum(r["tokens"] for r in records),
           "private_tokens": sum(r["private_tokens"] for r in records),
           "texts_sha256": hashlib.sha256(texts.encode()).hexdigest()}
-  if method == "cluster_median":
-    meta["batches"] = [r["batch"] for r in records]
-    meta["expost"] = [r["expost_epsilon"] for r in records]
-  return meta
+
+
+def _split_curator(records: list[dict]) -> tuple[list[dict], list[dict]]:
+  """(released records, curator-only rows): the ex-post ε leaves the
+  released records (see `curator_path`)."""
+  released, curator = [], []
+  for r in records:
+    if "expost_epsilon" in r:
+      curator.append({"id": r["id"], "round": r["round"],
+                      "batch": r["batch"],
+                      "expost_epsilon": r["expost_epsilon"]})
+      r = {k: v for k, v in r.items() if k != "expost_epsilon"}
+    released.append(r)
+  return released, curator
 
 
 OUTPUT_FIELDS = ("id", "text", "private_tokens", "tokens", "batch", "round")
@@ -1088,8 +1117,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       before its documents are written (raise in it to simulate a crash).
 
   Returns:
-    {"method", "epsilon" (ledger; "inf" if infinite), "delta",
-    "expost_epsilon" (cluster_median, else None), "num_docs",
+    {"method", "epsilon" (ledger; "inf" if infinite), "delta", "num_docs",
     "private_token_fraction", "parameters", "seconds",
     "tokens_per_second", ...}.
 
@@ -1183,9 +1211,12 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       docs = _generate_round(ctx, k)
       gen_seconds += time.monotonic() - t0
       generated_tokens += sum(d["tokens"] for d in docs)
-      _charge(ledger, f"round:{k}", event, _round_meta(k, docs, p.method))
+      docs, curator = _split_curator(docs)
+      _charge(ledger, f"round:{k}", event, _round_meta(k, docs))
       if after_charge is not None:
         after_charge(k)
+      if curator:  # Before the documents: a resumed round rewrites it.
+        _append_records(curator_path(out_path), curator)
       _append_records(out_path, docs)
       log.info("synthesis %s: round %d/%d written (%d documents)", p.method,
                k + 1, p.rounds, len(docs))
@@ -1201,7 +1232,6 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       "epsilon": _jsonable(eps),
       "target_epsilon": _jsonable(p.target_epsilon),
       "delta": p.delta,
-      "expost_epsilon": totals["expost_epsilon"],
       "relation": p.options.relation,
       "num_docs": out_totals["documents"],
       "tokens": out_totals["tokens"],

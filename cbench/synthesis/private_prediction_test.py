@@ -185,13 +185,20 @@ def test_end_to_end_outputs_and_ledger_agree(method, eps, demo_release_dir,
   if method == "private_prediction" and not math.isinf(eps):
     r = summary["parameters"]["max_private_tokens"]
     assert all(d["private_tokens"] <= r for d in docs)
+  # Nothing data-dependent is released: no document, ledger entry or
+  # summary carries an ex-post value; cluster_median's stays curator-only.
+  released = [json.dumps(summary)] + [json.dumps(d) for d in docs] + [
+      line for line in open(ledger_file, encoding="utf-8")]
+  assert not any("expost" in text for text in released)
+  curator = pp.curator_path(out)
   if method == "cluster_median":
     assert "cluster_counts" in ids
-    assert isinstance(summary["expost_epsilon"], float)
-    assert summary["expost_epsilon"] >= 1.0 / (0.1 * eps) - 1e-9
-    assert summary["expost_epsilon"] != summary["epsilon"]
+    rows = _read(curator)
+    assert [r["id"] for r in rows] == [d["id"] for d in docs]
+    expost = pp.curator_expost(out, 1.0 / (0.1 * eps))
+    assert isinstance(expost, float) and expost >= 1.0 / (0.1 * eps) - 1e-9
   else:
-    assert summary["expost_epsilon"] is None
+    assert not os.path.exists(curator)
   frac = summary["private_token_fraction"]
   assert frac == pytest.approx(totals["private_tokens"] / totals["tokens"])
   # A second call finds every round written: nothing regenerated or charged.

@@ -145,7 +145,7 @@ def run_scenario(workdir: str, step_delay: float = 0.0) -> dict:
     batches.flush()
 
   try:
-    with ledger_lib.Ledger.open(os.path.join(workdir, "ledger.json"),
+    with ledger_lib.Ledger.open(os.path.join(workdir, "ledger.jsonl"),
                                 header) as ledger:
       res = dpft.finetune(params, cfg, rows(), p,
                           os.path.join(workdir, "work"), ledger, seed=SEED,

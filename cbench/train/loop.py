@@ -90,9 +90,10 @@ def run(
   ckpt = checkpoint_lib.Checkpointer(f"{workdir}/checkpoints")
   writer = metrics_writer.MetricsWriter(workdir)
   try:
-    latest = ckpt.latest_step()
-    if latest is not None:
-      state = ckpt.restore(state, latest)
+    restored = ckpt.restore_latest(state)
+    if restored is not None:
+      state, latest = restored
+      writer.forget_after(latest)  # Its later rows are replayed below.
       log.info("%s: resumed from step %d", config.name, latest)
     start = int(jax.device_get(state.step))
     progress = metrics_writer.Progress(config.num_steps, name=config.name,

@@ -151,14 +151,9 @@ def test_killed_then_resumed_run_ends_in_the_same_state(tmp_path, stop_after):
   assert starts == list(range(last_ckpt, 7))  # Replays exactly what it lost.
   assert int(resumed.step) == 7
   _assert_same_state(resumed, full)
-  # Every logged step has one value, whether it was logged once or replayed.
-  by_step = {}
-  for row in _metrics(workdir):
-    by_step.setdefault(row["step"], set()).add(row["loss"])
-  assert sorted(by_step) == [2, 4, 6, 7]
-  assert all(len(v) == 1 for v in by_step.values())
-  assert {s: v.pop() for s, v in by_step.items()} == {
-      r["step"]: r["loss"] for r in _metrics(tmp_path / "full")}
+  # Every logged step appears once, in order, as in the uninterrupted run:
+  # rows after the restored checkpoint were dropped before the replay.
+  assert _metrics(workdir) == _metrics(tmp_path / "full")
 
 
 def test_a_finished_run_resumes_to_the_same_state_without_steps(tmp_path):

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 import jax
 from tensorboardX import SummaryWriter
 
+from cbench.io import files
+
 log = logging.getLogger("cbench")
 
 
@@ -30,6 +32,25 @@ class MetricsWriter:
       os.makedirs(workdir, exist_ok=True)
       if tensorboard:
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def forget_after(self, step: int) -> None:
+    """Drops rows of steps after `step` (a resumed run replays them), so
+    every step appears once; the file is rewritten atomically."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    with open(self.path, encoding="utf-8") as f:
+      lines = [line for line in f if line.strip()]
+    keep = []
+    for line in lines:
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # A line cut by the kill.
+      if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+        keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) != len(lines):
+      with files.atomic_open(self.path) as f:
+        f.writelines(keep)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     if not self.enabled:

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -240,22 +241,41 @@ def test_existing_dir_is_refused_and_failures_keep_it(built, tmp_path,
   with pytest.raises(CbenchError, match="already exists.*--overwrite"):
     geminon.build_release(config, built["a"].root)
   out = str(tmp_path / "r")
-  os.makedirs(out)
-  with open(os.path.join(out, "keep.txt"), "w") as f:
-    f.write("old release")
+  shutil.copytree(built["a"].root, out)
+  before = sorted(os.listdir(out))
 
   def boom(*args, **kwargs):
     raise RuntimeError("simulated failure")
   monkeypatch.setattr(release.tfds_export, "export_tfds", boom)
   with pytest.raises(RuntimeError, match="simulated"):
     geminon.build_release(config, out, overwrite=True)
-  assert os.listdir(out) == ["keep.txt"]
+  assert sorted(os.listdir(out)) == before
+  release.load_release(out).verify()  # The old release is intact.
   assert sorted(os.listdir(tmp_path)) == ["r"]  # No temporary left behind.
+
+
+def test_overwrite_never_deletes_what_is_not_a_release(tmp_path):
+  config = geminon.make_config("geminon", RELEASE, "mini")
+  mine = tmp_path / "notes"
+  mine.mkdir()
+  (mine / "thesis.txt").write_text("my notes")
+  (tmp_path / "file.txt").write_text("a file")
+  for target, why in ((mine, "is not a cbench release"),
+                      (tmp_path / "file.txt", "is not a directory")):
+    with pytest.raises(CbenchError, match=why):
+      geminon.build_release(config, str(target), overwrite=True)
+  assert (mine / "thesis.txt").read_text() == "my notes"
+  assert (tmp_path / "file.txt").read_text() == "a file"
+  assert sorted(os.listdir(tmp_path)) == ["file.txt", "notes"]
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  geminon.build_release(config, str(empty), overwrite=True)
+  release.load_release(str(empty)).verify()
 
 
 def test_overwrite_replaces(tmp_path):
   out = str(tmp_path / "r")
-  os.makedirs(out)
+  geminon.build_public_world(out)
   with open(os.path.join(out, "stale.txt"), "w") as f:
     f.write("x")
   m = geminon.build_public_world(out, overwrite=True)

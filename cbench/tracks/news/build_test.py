@@ -139,8 +139,6 @@ def _bad(tmp_path, name, content):
 
 def test_bad_input_is_named_and_nothing_is_written(tmp_path):
   out = tmp_path / "out"
-  out.mkdir()
-  (out / "mine.txt").write_text("keep me")
   cases = [
       (_config(crawl=_bad(tmp_path, "empty.warc", b"")), "holds no record"),
       (_config(crawl=_bad(tmp_path, "x.jsonl", b'{"url": 1}\n')),
@@ -152,16 +150,20 @@ def test_bad_input_is_named_and_nothing_is_written(tmp_path):
   ]
   for config, message in cases:
     with pytest.raises(CbenchError, match=message):
-      build.build_release(config, str(out), overwrite=True)
+      build.build_release(config, str(out))
   with pytest.raises(CbenchError, match="not a readable gzip"):
     cfg = _config(crawl=_bad(tmp_path, "bad.warc.gz",
                              b"\x1f\x8b\x08\x00broken"))
-    build.build_release(cfg, str(out), overwrite=True)
-  assert os.listdir(out) == ["mine.txt"]
+    build.build_release(cfg, str(out))
   assert sorted(os.listdir(tmp_path)) == sorted(
-      ["out", "empty.warc", "x.jsonl", "bad.warc.gz"])  # No temporaries.
+      ["empty.warc", "x.jsonl", "bad.warc.gz"])  # No output, no temporaries.
+  out.mkdir()
+  (out / "mine.txt").write_text("keep me")
   with pytest.raises(CbenchError, match="already exists"):
     build.build_release(_config(), str(out))
+  with pytest.raises(CbenchError, match="is not a cbench release"):
+    build.build_release(_config(), str(out), overwrite=True)
+  assert os.listdir(out) == ["mine.txt"]
 
 
 def test_a_damaged_copy_of_the_crawl_still_builds(tmp_path):
