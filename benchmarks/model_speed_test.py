@@ -3,6 +3,7 @@
 import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
 from benchmarks import model_speed
 from cbench.models import config as config_lib
@@ -40,7 +41,17 @@ def test_benchmarks_report_positive_rates():
   dec = model_speed.bench_decode(config, params, 2, repeats=1)
   pp = model_speed.bench_private_prediction(config, params, 2, repeats=1)
   head = model_speed.bench_head(config, params, 32, repeats=1)
-  assert fwd["tokens_per_s"] > 0 and dec["tokens_per_s"] > 0
+  # Each rate is what it says: the work divided by the time it reports.
+  assert fwd["seconds"] > 0
+  assert fwd["tokens_per_s"] == pytest.approx(2 * 32 / fwd["seconds"])
+  assert dec["step_ms"] > 0
+  assert dec["tokens_per_s"] == pytest.approx(2 / (dec["step_ms"] / 1e3))
   assert pp["groups"] == 1 and pp["rows"] == 9
   assert pp["synthetic_tokens_per_s"] > 0
+  assert pp["synthetic_tokens_per_s"] == pytest.approx(
+      pp["groups"] / (pp["step_ms"] / 1e3), rel=1e-3)
   assert head["forward_full_logits_s"] > 0 and head["decode_head_ms"] > 0
+  assert head["forward_head_share"] == pytest.approx(
+      1 - head["forward_body_s"] / head["forward_full_logits_s"])
+  for v in (*fwd.values(), *dec.values(), *head.values()):
+    assert np.isfinite(v)

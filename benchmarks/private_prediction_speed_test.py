@@ -3,9 +3,11 @@
 import math
 
 import jax
+import numpy as np
 import pytest
 
 from benchmarks import private_prediction_speed as bench
+from cbench.decoding import decoder
 from cbench.models import config as config_lib
 from cbench.models import registry
 
@@ -21,9 +23,20 @@ def test_measure_runs_and_reports_a_ratio():
 
 
 def test_every_method_builds_a_sampler_that_never_stops_early():
+  """Every timed sampler decodes the full length (no EOS, budget = length):
+  a stream that stopped early would make the per-step time too small."""
+  cfg, params, _ = bench.load_model("micro", 64, 40)
+  batch_size, groups, n = 3, 2, 20
+  prompts = np.asarray(jax.random.randint(
+      jax.random.key(1), ((batch_size + 1) * groups, 4), 4, 64), np.int32)
   for method in ("svt", "exp_mech", "invisible_ink", "median", "public_only"):
-    sampler = bench.make_sampler(method, 3, 20)
-    assert hasattr(sampler, "next_tokens")
+    sampler = bench.make_sampler(method, batch_size, n)
+    out = decoder.generate(params, cfg, prompts, n, sampler,
+                           jax.random.key(2), group_size=batch_size + 1,
+                           eos_id=bench._NO_EOS)  # pylint: disable=protected-access
+    lengths = np.asarray(out.lengths)
+    assert lengths.shape == (groups,), method  # One document per group.
+    np.testing.assert_array_equal(lengths, n, err_msg=method)
 
 
 def test_pretrained_names_use_their_own_weights_and_vocabulary(monkeypatch):
