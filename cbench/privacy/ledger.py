@@ -336,20 +336,37 @@ def _check_same_header(path: str, stored: Mapping, new: Mapping) -> None:
         "or --workdir).")
 
 
+def key_fingerprint(key_data: bytes, step: int) -> str:
+  """What step `step` of a loop keyed by `key_data` draws its noise from
+  (the loop uses ``fold_in(key, step)``): sha256 of both, 16 hex digits."""
+  return hashlib.sha256(key_data + b"/step/" + str(int(step)).encode()
+                        ).hexdigest()[:16]
+
+
 class StepChargeHook:
   """Training-loop hook: charges step `s` in `before_step(s)`, i.e. before
   the step's output (its parameters, a checkpoint) can be released.
 
-  A resumed run that replays steps it already charged pays nothing (same id,
-  same content); `meta` may carry public per-run facts. Compatible with
+  Each charge is bound to what it pays for: its step, the run's config hash
+  (every charge carries it) and, with `key_data` (the bytes of the loop's
+  base PRNG key), a fingerprint of the step's noise key
+  (`key_fingerprint`). A resumed run that replays a charged step with the
+  same key pays nothing (same id, same content); one that would draw
+  different noise for it is refused (same id, different content).
+  `meta` may carry public per-run facts. Compatible with
   `cbench.train.loop` hooks.
   """
 
   def __init__(self, ledger: Ledger, event_per_step: dpe.DpEvent,
-               meta: Optional[Mapping] = None):
+               meta: Optional[Mapping] = None,
+               key_data: Optional[bytes] = None):
     self.ledger = ledger
     self.event = accounting.event_to_dict(event_per_step)
     self.meta = dict(meta or {})
+    self.key_data = key_data
 
   def before_step(self, step: int) -> None:
-    self.ledger.charge(f"step:{int(step)}", self.event, self.meta)
+    meta = dict(self.meta, step=int(step))
+    if self.key_data is not None:
+      meta["noise_key"] = key_fingerprint(self.key_data, step)
+    self.ledger.charge(f"step:{int(step)}", self.event, meta)

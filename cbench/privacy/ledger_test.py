@@ -183,7 +183,18 @@ def test_sigkill_never_releases_uncharged_output(tmp_path):
 def test_step_charge_hook(tmp_path):
   path = str(tmp_path / "h.json")
   with ledger_lib.Ledger.open(path, _header()) as led:
-    hook = ledger_lib.StepChargeHook(led, EVENT)
+    hook = ledger_lib.StepChargeHook(led, EVENT, key_data=b"key-A")
     for step in (0, 1, 2, 1, 2, 3):  # a resume replays steps 1 and 2
       hook.before_step(step)
     assert led.count == 4 and led.entry_ids[-1] == "step:3"
+    # A resumed run that would draw different noise for a charged step
+    # (another key) is refused: the charge is bound to what it paid for.
+    other = ledger_lib.StepChargeHook(led, EVENT, key_data=b"key-B")
+    with pytest.raises(CbenchError, match="already charged with different"):
+      other.before_step(2)
+    other.before_step(4)  # A new step: charged (with its own fingerprint).
+  records = [json.loads(line) for line in open(path)][1:]
+  assert [r["meta"]["step"] for r in records] == [0, 1, 2, 3, 4]
+  assert records[0]["meta"]["noise_key"] == ledger_lib.key_fingerprint(
+      b"key-A", 0) != ledger_lib.key_fingerprint(b"key-A", 1)
+  assert all(r["config_hash"] == "cfg-A" for r in records)

@@ -594,10 +594,12 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
     return {"rows": data, "frozen": frozen, "indices": idx,
             "is_padding": pad}
 
+  noise_key = jax.random.fold_in(base_key, _NOISE_STREAM)
   charge = ledger_lib.StepChargeHook(
       ledger, p.step_event(),
       meta={"noise_multiplier": p.noise_multiplier,
-            "clip_norm": _jsonable(p.clip_norm)})
+            "clip_norm": _jsonable(p.clip_norm)},
+      key_data=np.asarray(jax.random.key_data(noise_key)).tobytes())
   executed = [0]
 
   class _Count:
@@ -611,7 +613,7 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
       config=loop.LoopConfig(num_steps=o.steps, log_every=o.log_every,
                              checkpoint_every=o.checkpoint_every,
                              name="dp_finetune"),
-      key=jax.random.fold_in(base_key, _NOISE_STREAM), workdir=workdir,
+      key=noise_key, workdir=workdir,
       hooks=(charge, _Count(), *hooks), stop_after=stop_after)
   seconds = time.monotonic() - t0
   final = state.params

@@ -135,11 +135,15 @@ def test_end_to_end_writes_docs_and_a_complete_ledger(full_run):
   assert header["noise_multiplier"] == s["noise_multiplier"] > 0
   assert header["steps"] == 4 and header["clip_norm"] == 1.0
   assert header["delta"] == s["delta"] == api.default_delta(N_RECORDS)
-  for key in ("method", "epsilon", "delta", "expost_epsilon", "num_docs",
+  for key in ("method", "epsilon", "delta", "num_docs",
               "noise_multiplier", "steps", "expected_batch_size",
               "clip_norm", "seconds"):
     assert key in s
-  assert s["method"] == "dp_finetune" and s["expost_epsilon"] is None
+  assert s["method"] == "dp_finetune" and "expost_epsilon" not in s
+  # Every charge is bound to its step and to its step's noise key.
+  fingerprints = [c["meta"]["noise_key"] for c in charges]
+  assert [c["meta"]["step"] for c in charges] == list(range(4))
+  assert len(set(fingerprints)) == 4
   metrics = [json.loads(line) for line in
              open(os.path.join(s["workdir"], "metrics.jsonl"))]
   assert [m["step"] for m in metrics] == [2, 4]
