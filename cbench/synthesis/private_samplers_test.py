@@ -90,12 +90,30 @@ def _other_rows(s, rng):
   return sets
 
 
+def _em_sampler(s, relation, dtype="float64"):
+  return S.ExpMechSampler(s, C, TAU, max_private_tokens=1,
+                          relation=relation, dtype=dtype)
+
+
+def _svt_sampler_with(s, relation, dtype="float64", **kw):
+  params = pa.PrivatePredictionParams(
+      batch_size=s, clip=C, temperature=TAU,
+      svt_noise=kw.get("svt_noise", 0.3), threshold=kw.get("threshold", 0.5),
+      max_private_tokens=kw.get("r", 1), relation=relation)
+  return S.SvtPrivatePredictionSampler(params, dtype=dtype)
+
+
+# Every sampler that releases tokens drawn from the clipped mean: the
+# exponential-mechanism reference and the sampler `private_prediction` runs.
+EM_SAMPLERS = {"exp_mech": _em_sampler, "svt": _svt_sampler_with}
+
+
+@pytest.mark.parametrize("name", sorted(EM_SAMPLERS))
 @pytest.mark.parametrize("relation", ["zero_out", "replace_one"])
-def test_em_exact_privacy_loss_within_charge(relation):
+def test_em_exact_privacy_loss_within_charge(relation, name):
   s = 3
   rng = np.random.default_rng(0)
-  sampler = S.ExpMechSampler(s, C, TAU, max_private_tokens=1,
-                             relation=relation, dtype="float64")
+  sampler = EM_SAMPLERS[name](s, relation)
   eps_tok = pa.em_pure_epsilon(C, TAU, s, relation)
   rho_tok = pa.em_rho(C, TAU, s, relation)
   corners = _corners()
@@ -103,7 +121,8 @@ def test_em_exact_privacy_loss_within_charge(relation):
   ones = np.ones_like(masks)
   x = _scaled(sampler, d, ones)
   y = _scaled(sampler, n, masks)
-  loss = _max_loss(x, y)
+  loss = _max_loss(x, y)   # also asserts equal supports
+  assert np.isfinite(x).all() and np.isfinite(y).all()  # Full vocabulary.
   assert loss.max() <= eps_tok * (1 + 1e-9)
   assert loss.max() > 0.5 * eps_tok            # the bound is not vacuous
   # zCDP charge: the exact Renyi divergences stay within alpha * rho.
@@ -211,24 +230,62 @@ def test_supports_equal_and_private_topk_breaks_them():
   assert np.any(np.isfinite(private_topk(x)) != np.isfinite(private_topk(y)))
 
 
+def _chi2_samplers(s, clip, tau):
+  """Samplers whose RELEASED tokens are private tokens drawn from
+  softmax(clipped mean / tau): (sampler, the same in float64)."""
+  def svt(dtype, **kw):
+    params = pa.PrivatePredictionParams(
+        batch_size=s, clip=clip, temperature=tau, max_private_tokens=10,
+        **kw)
+    return S.SvtPrivatePredictionSampler(params, dtype=dtype)
+  return {
+      "exp_mech": (S.ExpMechSampler(s, clip, tau, max_private_tokens=10),
+                   S.ExpMechSampler(s, clip, tau, 10, dtype="float64")),
+      # What private_prediction runs at svt_share = 0: every token private.
+      "svt_all_private": (svt("float32", svt_noise=None, threshold=0.0),
+                          svt("float64", svt_noise=None, threshold=0.0)),
+      # With the SVT on and a threshold every query passes: the released
+      # token is the private draw.
+      "svt_above": (svt("float32", svt_noise=0.1, threshold=-1e6),
+                    svt("float64", svt_noise=0.1, threshold=-1e6)),
+      # InvisibleInk: DClip / tau on the public Top-k+ set (-inf elsewhere).
+      "invisible_ink": (S.InvisibleInkSampler(s, clip, tau, 10, top_k=6),
+                        S.InvisibleInkSampler(s, clip, tau, 10, top_k=6,
+                                              dtype="float64")),
+      "median": (S.MedianSampler(s, clip, tau, 10),
+                 S.MedianSampler(s, clip, tau, 10, dtype="float64")),
+  }
+
+
 @pytest.mark.stat
-def test_em_sampler_chi2_matches_softmax_and_wrong_tau_rejected():
+@pytest.mark.parametrize("name", ["exp_mech", "svt_all_private",
+                                  "svt_above", "invisible_ink", "median"])
+def test_released_tokens_chi2_match_softmax_and_wrong_tau_rejected(name):
+  """alpha = 1e-3 both ways, fixed seeds: the tokens `next_tokens` releases
+  follow softmax(mean / tau); the law at tau 0.9 instead of 0.8 is
+  rejected, as is the law without clipping."""
   s, v, g = 3, 16, 250_000
   logits = jax.random.normal(jax.random.key(7), (1, s + 1, v)) * 3.0
-  sampler = S.ExpMechSampler(s, 2.0, 0.8, max_private_tokens=10)
+  sampler, exact = _chi2_samplers(s, 2.0, 0.8)[name]
   state = sampler.init_state(g, jax.random.key(0))
   big = jnp.broadcast_to(logits, (g, s + 1, v))
   step = jax.jit(sampler.next_tokens)
   counts = np.zeros(v)
   for i in range(4):
-    tok, _, _ = step(big, jax.random.key(100 + i), state)
+    tok, _, new_state = step(big, jax.random.key(100 + i), state)
     counts += np.bincount(np.asarray(tok), minlength=v)
-  x = _scaled(S.ExpMechSampler(s, 2.0, 0.8, 10, dtype="float64"),
-              np.asarray(logits))[0]
+    assert np.asarray(new_state.private_count).min() == 1  # All private.
+  x = _scaled(exact, np.asarray(logits))[0]
+  support = np.isfinite(x)
+  assert counts[~support].sum() == 0    # Nothing outside the support.
+  x, counts = x[support], counts[support]
   p = special.softmax(x)
   assert stats.chisquare(counts, counts.sum() * p).pvalue > 1e-3
   p_wrong = special.softmax(x * 0.8 / 0.9)           # tau 0.9 instead of 0.8
   assert stats.chisquare(counts, counts.sum() * p_wrong).pvalue < 1e-3
+  raw = np.asarray(logits, np.float64)[0, :s].mean(0)[support] / 0.8
+  assert stats.chisquare(counts, counts.sum() * special.softmax(raw)
+                         ).pvalue < 1e-3                # No clipping.
 
 
 # ---------------------------------------------------------------------------
