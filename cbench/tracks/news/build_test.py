@@ -166,6 +166,20 @@ def test_bad_input_is_named_and_nothing_is_written(tmp_path):
   assert os.listdir(out) == ["mine.txt"]
 
 
+def test_missing_models_fail_before_any_stage(tmp_path, monkeypatch):
+  monkeypatch.setattr(build.minilm, "available", lambda: False)
+  monkeypatch.setattr(build.gguf_loader, "available", lambda name: False)
+  monkeypatch.setattr(build, "collect", lambda *a: pytest.fail("ran"))
+  out = str(tmp_path / "r")
+  with pytest.raises(CbenchError, match="embedder='minilm' needs .*"
+                                        "--override=embedder=hashing"):
+    build.build_release(_config(embedder="minilm"), out)
+  with pytest.raises(CbenchError, match="zero_shot_model='gemma3_270m' is "
+                                        "not installed"):
+    build.build_release(_config(zero_shot_model="gemma3_270m"), out)
+  assert not os.path.exists(out)
+
+
 def test_a_damaged_copy_of_the_crawl_still_builds(tmp_path):
   data = open(FIXTURE, "rb").read()
   members = gzip.decompress(data)
