@@ -19,6 +19,13 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6,<3",
     "matplotlib>=3.8,<4",
     "tqdm>=4.66,<5",
+    # News track: crawl files, extraction, language, event communities.
+    "warcio>=1.7,<2",
+    "trafilatura>=2.0,<3",
+    "courlan>=1.3,<2",
+    "py3langid>=0.3,<0.5",
+    "igraph>=0.11,<2",
+    "leidenalg>=0.10,<0.13",
 ]
 
 EXTRAS = {

@@ -24,6 +24,8 @@ THIRD_PARTY = {
     "tensorboardX": "tensorboardX", "matplotlib": "matplotlib", "tqdm": "tqdm",
     "array_record": "array-record", "pytest": "pytest", "apache_beam": "apache-beam",
     "gguf": "gguf", "tokenizers": "tokenizers", "safetensors": "safetensors",
+    "warcio": "warcio", "trafilatura": "trafilatura", "courlan": "courlan",
+    "py3langid": "py3langid", "igraph": "igraph", "leidenalg": "leidenalg",
 }
 
 
