@@ -85,7 +85,7 @@ def test_bad_input_is_a_named_error():
   with pytest.raises(CbenchError, match="batch_size=3"):
     train_speed.TrainBench(config, recipe, mesh, batch_size=3, seq_len=8)
   with pytest.raises(CbenchError, match="new_tokens=64"):
-    train_speed.DecodeBench(config, None, mesh, batch=2, prompt_len=500,
+    train_speed.DecodeBench(config, None, mesh, batch=2, prompt_len=2000,
                             new_tokens=64)
   with pytest.raises(CbenchError, match="peak_dtype"):
     train_speed.resolve_peak("int8")
