@@ -5,8 +5,8 @@ one, never from a higher one, with no import cycle (`tools/check_layering.py`,
 enforced by ``tests/layering_test.py``):
 
   _validate, options, io → text → corpus → parallel → privacy → models →
-  train → decoding → synthesis → harness → tracks → benchmark → configs →
-  testing
+  train → decoding → synthesis → harness → tracks → audit → benchmark →
+  configs → testing
 
 ``experiments/`` (absl binaries), ``benchmarks/``, ``launch/`` and
 ``tools/`` sit above the library; the library never imports them.
@@ -27,6 +27,7 @@ LAYERS = (
     ("synthesis",),
     ("harness",),
     ("tracks",),
+    ("audit",),
     ("benchmark",),
     ("configs",),
     ("testing",),

@@ -122,6 +122,7 @@ from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
 from cbench.privacy import batch_sampling
+from cbench.privacy import canaries
 from cbench.privacy import dpsgd
 from cbench.privacy import ghost
 from cbench.privacy import ledger as ledger_lib
@@ -304,15 +305,15 @@ class Plan:
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["options"] = self.options.to_dict()
-    return _jsonable(d)
+    return jsonable(d)
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
   """inf/nan floats -> strings, tuples -> lists (canonical JSON)."""
   if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   if isinstance(x, np.integer):
     return int(x)
   if isinstance(x, (float, np.floating)):
@@ -461,11 +462,20 @@ def make_loss(model_config: config_lib.ModelConfig, trainable: str,
 @functools.lru_cache(maxsize=16)
 def _step_fn(model_config: config_lib.ModelConfig,
              dp_config: dpsgd.DpSgdConfig, trainable: str, lora_scale: float,
-             opt_config: optim.OptimizerConfig, steps: int, mesh):
-  """(jitted step, optimizer); cached so repeated runs reuse compilations."""
+             opt_config: optim.OptimizerConfig, steps: int, mesh,
+             probe_scale: Optional[float] = None):
+  """(jitted step, optimizer); cached so repeated runs reuse compilations.
+
+  probe_scale: None for a normal run; for an audit run (rows carry
+  ``canary_kind``/``probe_index``, see `canaries`), the white-box probe
+  gradient norm: the loss is wrapped and the optimizer observes the probe.
+  """
   optimizer = optim.make_optimizer(opt_config, steps)
-  dp_grad = dpsgd.make_dp_grad_fn(make_loss(model_config, trainable,
-                                            lora_scale), dp_config, mesh=mesh)
+  loss = make_loss(model_config, trainable, lora_scale)
+  if probe_scale is not None:
+    loss = canaries.wrap_loss(loss, probe_scale)
+    optimizer = canaries.with_probe(optimizer)
+  dp_grad = dpsgd.make_dp_grad_fn(loss, dp_config, mesh=mesh)
 
   def step(state: loop.TrainState, batch: PyTree, key: jax.Array):
     rows, idx = batch["rows"], batch["indices"]
@@ -502,11 +512,13 @@ class TrainResult:
     step: steps completed (T unless stopped early).
     executed: steps executed by this call (replays included).
     seconds: wall time of this call's training.
+    probe: audit runs only: the white-box probes' noisy-gradient statistics.
   """
   params: PyTree
   step: int
   executed: int
   seconds: float
+  probe: Optional[canaries.ProbeStats] = None
 
 
 def pad_unit(options: Options, mesh) -> int:
@@ -520,7 +532,8 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
              rows: text_data.TokenRows, p: Plan, workdir: str,
              ledger: ledger_lib.Ledger, *, seed: int, mesh=None,
              hooks: Sequence[Any] = (), stop_after: Optional[int] = None,
-             on_batch: Optional[Callable[[int, batch_sampling.Batch], None]] = None
+             on_batch: Optional[Callable[[int, batch_sampling.Batch], None]] = None,
+             audit: Optional[canaries.CanaryLayout] = None
              ) -> TrainResult:
   """DP-SGD fine-tuning of `params` on `rows`; resumes from `workdir`.
 
@@ -539,6 +552,8 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
     hooks: extra `loop` hooks (after the charge hook).
     stop_after: stop after this many steps (crash simulation in tests).
     on_batch: called with (step, Batch) as each batch is drawn (tests).
+    audit: a one-run audit's canary layout (its rows are part of `rows`
+      and `p.num_records`); None for a normal run.
 
   Raises:
     CbenchError: rows of the wrong shape or count, or a checkpoint beyond
@@ -556,7 +571,8 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
       weight_decay=o.weight_decay, grad_clip_norm=None)
   scale = o.lora_alpha / o.lora_rank
   step_fn, optimizer = _step_fn(model_config, dp_cfg, o.trainable, scale,
-                                opt_cfg, o.steps, mesh)
+                                opt_cfg, o.steps, mesh,
+                                None if audit is None else audit.scale)
   if mesh is None:
     replicated = jax.devices()[0]
     params = jax.device_put(params, replicated)
@@ -569,12 +585,22 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
     train_params, frozen = jax.device_put(lora, replicated), params
   else:
     train_params, frozen = params, None
-  if mesh is not None:
+  arrays = row_arrays(rows)
+  if audit is not None:
+    check(audit.kinds.shape == (p.num_records,),
+          f"Canary layout has {audit.kinds.shape[0]} rows, plan "
+          f"{p.num_records}.")
+    arrays.update(audit.arrays())
+    train_params = jax.device_put(
+        canaries.add_probe(train_params, max(1, audit.num_probes)),
+        replicated)
+  if mesh is not None and audit is None:
     state = lm_train.init_state(train_params, optimizer, mesh)
-  else:
-    state = loop.TrainState(jnp.zeros((), jnp.int32), train_params,
-                            jax.jit(optimizer.init)(train_params))
-  data = jax.device_put(row_arrays(rows), replicated)
+  else:  # One device, or an audit's probe-wrapped optimizer (replicated).
+    state = loop.TrainState(
+        jax.device_put(jnp.zeros((), jnp.int32), replicated), train_params,
+        jax.jit(optimizer.init, out_shardings=replicated)(train_params))
+  data = jax.device_put(arrays, replicated)
 
   latest = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints")).latest_step()
@@ -598,7 +624,7 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
   charge = ledger_lib.StepChargeHook(
       ledger, p.step_event(),
       meta={"noise_multiplier": p.noise_multiplier,
-            "clip_norm": _jsonable(p.clip_norm)},
+            "clip_norm": jsonable(p.clip_norm)},
       key_data=np.asarray(jax.random.key_data(noise_key)).tobytes())
   executed = [0]
 
@@ -616,12 +642,13 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
       key=noise_key, workdir=workdir,
       hooks=(charge, _Count(), *hooks), stop_after=stop_after)
   seconds = time.monotonic() - t0
-  final = state.params
+  final, probe = state.params, None
+  if audit is not None:
+    final, probe = canaries.strip(final), canaries.probe_stats(state.opt_state)
   if o.trainable == "lora":
-    final = jax.jit(merge_lora, static_argnums=1)(
-        {**frozen, **state.params}, scale)
+    final = jax.jit(merge_lora, static_argnums=1)({**frozen, **final}, scale)
   return TrainResult(final, int(jax.device_get(state.step)), executed[0],
-                     seconds)
+                     seconds, probe)
 
 
 # ---------------------------------------------------------------------------
@@ -663,15 +690,15 @@ def make_ledger_header(p: Plan, sampler, binding: dict) -> dict:
       relation=p.relation, sampler=sampler.describe(), accountant=ACCOUNTANT,
       delta=p.delta, config_hash=_config_hash(binding), config=binding,
       value_discretization_interval=VDI, method=METHOD,
-      noise_multiplier=p.noise_multiplier, clip_norm=_jsonable(p.clip_norm),
+      noise_multiplier=p.noise_multiplier, clip_norm=jsonable(p.clip_norm),
       sampling_prob=p.sampling_prob, steps=p.steps,
       expected_batch_size=p.expected_batch_size,
-      target_epsilon=_jsonable(p.target_epsilon),
-      planned_epsilon=_jsonable(p.planned_epsilon),
+      target_epsilon=jsonable(p.target_epsilon),
+      planned_epsilon=jsonable(p.planned_epsilon),
       trainable=p.options.trainable, clipping=p.options.clipping)
 
 
-def _bind_workdir(workdir: str, config_hash: str) -> None:
+def bind_workdir(workdir: str, config_hash: str) -> None:
   path = os.path.join(workdir, "run.json")
   if os.path.exists(path):
     bound = files.read_json(path).get("config_hash")
@@ -731,16 +758,16 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
         f"documents, corpus has {len(texts)}.")
   rows = text_data.tokenize_rows(texts, tok, o.seq_len)
   sampler = p.make_sampler(config.seed, pad_unit(o, mesh))
-  binding = {"plan": p.to_dict(), "config": _jsonable(config.to_dict()),
+  binding = {"plan": p.to_dict(), "config": jsonable(config.to_dict()),
              "release_train_sha256": release.manifest["files"].get(
                  "corpus/train.jsonl"),
-             "base": _config_hash(_jsonable(bundle.info)),
+             "base": _config_hash(jsonable(bundle.info)),
              "model_config": bundle.config.to_dict(),
              "pad_unit": sampler.pad_unit}
   header = make_ledger_header(p, sampler, binding)
   os.makedirs(workdir, exist_ok=True)
   with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    _bind_workdir(workdir, header["config_hash"])
+    bind_workdir(workdir, header["config_hash"])
     result = finetune(bundle.params, bundle.config, rows, p, workdir, ledger,
                       seed=config.seed, mesh=mesh, stop_after=stop_after)
     if result.step < p.steps:
@@ -761,8 +788,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   sample_seconds = time.monotonic() - t1
   return {
       "method": METHOD,
-      "epsilon": _jsonable(eps),
-      "target_epsilon": _jsonable(p.target_epsilon),
+      "epsilon": jsonable(eps),
+      "target_epsilon": jsonable(p.target_epsilon),
       "delta": p.delta,
       "num_docs": len(docs),
       "noise_multiplier": p.noise_multiplier,
@@ -771,7 +798,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       "executed_steps": result.executed,
       "expected_batch_size": p.expected_batch_size,
       "sampling_prob": p.sampling_prob,
-      "clip_norm": _jsonable(p.clip_norm),
+      "clip_norm": jsonable(p.clip_norm),
       "relation": p.relation,
       "trainable": o.trainable,
       "clipping": o.clipping,

@@ -1,0 +1,1 @@
+"""Empirical privacy audits: one-run DP-SGD audits and canary exposure."""
