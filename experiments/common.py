@@ -11,12 +11,14 @@ file, impossible budget) prints one line naming the problem and exits 1.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from typing import Callable
 
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
+import numpy as np
 
 from cbench import configs
 from cbench._validate import CbenchError
@@ -77,6 +79,54 @@ class ConfigFlags:
   def harness(self):
     """The harness recipe of the loaded config."""
     return configs.harness_config(self.load())
+
+
+def parse_seed(text: str, flag: str) -> int:
+  """An integer seed, or 'random' for a fresh one (printed to stderr so a
+  run with a surprising result can be repeated)."""
+  if text == "random":
+    seed = int(np.random.SeedSequence().entropy % 2**31)
+    logging.getLogger("cbench").info("%s=random: using %d", flag, seed)
+    return seed
+  try:
+    return int(text)
+  except ValueError as e:
+    raise CbenchError(f"{flag}={text!r} is not an integer or 'random'.") from e
+
+
+def parse_epsilon(text: str | None) -> float:
+  """--epsilon: a number > 0, or inf."""
+  if text is None:
+    raise CbenchError("--epsilon is required (a number > 0, or inf).")
+  try:
+    value = float(text)
+  except ValueError as e:
+    raise CbenchError(f"--epsilon={text!r} is not a number (or inf).") from e
+  if math.isnan(value) or value <= 0:
+    raise CbenchError(f"--epsilon={text} must be > 0 (or inf).")
+  return value
+
+
+def _typed_option(text: str):
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  return text
+
+
+def parse_method_options(items: list[str]) -> tuple:
+  """--option=NAME=VALUE items -> ((name, int|float|bool|str), ...)."""
+  out = []
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+      raise CbenchError(f"--option={item!r} must be NAME=VALUE.")
+    out.append((name.strip(), _typed_option(value.strip())))
+  return tuple(out)
 
 
 def define_config_flags(default: str | None = "tiny") -> ConfigFlags:

@@ -19,6 +19,11 @@ the grid; the grid flags below replace the config's values when given, and
 an interrupted run resumes at the first unfinished cell, and a changed
 config recomputes only the cells it touches. Writes W/results.jsonl,
 W/results.md, W/accuracy_vs_epsilon.png and W/report.html.
+
+``--audit`` adds a canary exposure audit of every synthetic cell
+(`cbench.audit.exposure`: canaries in a copy of the private corpus, the
+method, the harness fine-tune, exposure, verbatim hits and a membership
+lower bound on ε) to the rows and a table beside them in the report.
 """
 
 import dataclasses
@@ -27,6 +32,7 @@ import os
 from absl import flags
 
 from cbench import options
+from cbench.audit import exposure
 from cbench._validate import CbenchError
 from cbench.benchmark import runner
 from cbench.corpus import release as release_lib
@@ -54,6 +60,11 @@ _LEDGER = flags.DEFINE_string("ledger", None, "Its privacy ledger (optional).")
 _NO_REFERENCE = flags.DEFINE_bool("skip_reference_rows", False,
                                   "Skip the base-model and real-data rows.")
 _SEED = flags.DEFINE_integer("seed", None, "Synthesis seed (default: the config's).")
+_AUDIT = flags.DEFINE_bool(
+    "audit", False, "Also run a canary exposure audit of every synthetic "
+    "cell (its table sits beside the accuracy rows).")
+_AUDIT_SEED = flags.DEFINE_string(
+    "audit_seed", "0", "The canaries' seed (an integer, or 'random').")
 flags.mark_flags_as_required(["release", "workdir"])
 
 
@@ -107,6 +118,10 @@ def make_config() -> runner.BenchmarkConfig:
       config, **{k: v for k, v in given.items() if v is not None})
   if _NO_REFERENCE.value:
     config = dataclasses.replace(config, reference_rows=False)
+  if _AUDIT.value:
+    config = dataclasses.replace(config, audit=dataclasses.replace(
+        config.audit or exposure.ExposureConfig(),
+        seed=common.parse_seed(_AUDIT_SEED.value, "--audit_seed")))
   return config
 
 

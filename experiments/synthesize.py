@@ -17,7 +17,6 @@ with status 1.
 """
 
 import json
-import math
 
 from absl import flags
 
@@ -45,39 +44,6 @@ _OPTION = flags.DEFINE_multi_string(
     "batch_size=64.")
 
 
-def parse_epsilon(text: str | None) -> float:
-  if text is None:
-    raise CbenchError("--epsilon is required (a number > 0, or inf).")
-  try:
-    value = float(text)
-  except ValueError as e:
-    raise CbenchError(f"--epsilon={text!r} is not a number (or inf).") from e
-  if math.isnan(value) or value <= 0:
-    raise CbenchError(f"--epsilon={text} must be > 0 (or inf).")
-  return value
-
-
-def _typed(text: str):
-  for cast in (int, float):
-    try:
-      return cast(text)
-    except ValueError:
-      pass
-  if text.lower() in ("true", "false"):
-    return text.lower() == "true"
-  return text
-
-
-def parse_options(items: list[str]) -> tuple:
-  out = []
-  for item in items:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-      raise CbenchError(f"--option={item!r} must be NAME=VALUE.")
-    out.append((name.strip(), _typed(value.strip())))
-  return tuple(out)
-
-
 def main(argv):
   if len(argv) > 1:
     raise CbenchError(f"Unexpected arguments: {argv[1:]}")
@@ -88,9 +54,9 @@ def main(argv):
     if not value:
       raise CbenchError(f"--{name} is required.")
   config = api.SynthesisConfig(
-      method=_METHOD.value, epsilon=parse_epsilon(_EPSILON.value),
+      method=_METHOD.value, epsilon=common.parse_epsilon(_EPSILON.value),
       delta=_DELTA.value, num_docs=_NUM_DOCS.value, seed=_SEED.value,
-      options=parse_options(_OPTION.value))
+      options=common.parse_method_options(_OPTION.value))
   summary = api.synthesize(_RELEASE.value, base, config, _OUT.value)
   print(json.dumps(summary, sort_keys=True))
 

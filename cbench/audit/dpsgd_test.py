@@ -20,6 +20,7 @@ from cbench.privacy import clipping
 from cbench.privacy import dpsgd
 from cbench.synthesis import api
 from cbench.synthesis import dp_finetune
+from cbench.testing import fixtures
 
 EPS = 2.0
 OPTIONS = (("steps", 40), ("batch_size", 256.0), ("seq_len", 24),
@@ -28,9 +29,7 @@ OPTIONS = (("steps", 40), ("batch_size", 256.0), ("seq_len", 24),
 
 
 def _seed() -> int:
-  s = os.environ.get("CBENCH_AUDIT_SEED", "0")
-  return int(np.random.SeedSequence().entropy % 2**31) if s == "random" \
-      else int(s)
+  return fixtures.audit_seed()
 
 
 def _request(eps=EPS, seed=0):

@@ -33,6 +33,7 @@ published with results), ``synth.jsonl`` and its ledger, ``model/``, and
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -257,6 +258,15 @@ def summarize(specs: Sequence[dict], exposure: np.ndarray,
   }
 
 
+def _json(obj: Any) -> Any:
+  """`obj` as it reads back from JSON (tuples become lists)."""
+  return json.loads(json.dumps(obj))
+
+
+def json_audit(audit: ExposureConfig) -> dict:
+  return _json(dataclasses.asdict(audit))
+
+
 def run_exposure_audit(release_dir: str, base_dir: str,
                        config: api.SynthesisConfig, recipe,
                        audit: ExposureConfig, workdir: str) -> dict:
@@ -268,9 +278,16 @@ def run_exposure_audit(release_dir: str, base_dir: str,
     config: the synthesis request (any method).
     recipe: the harness fine-tuning `TrainRecipe`.
     audit: the canaries.
-    workdir: everything goes here; a rerun resumes each stage.
+    workdir: everything goes here; a rerun resumes each stage, and a
+      finished audit of the same request and canaries is returned as is.
   """
   start = time.monotonic()
+  done = os.path.join(workdir, SUMMARY)
+  if os.path.exists(done):
+    prior = files.read_json(done)
+    if (prior.get("audit") == json_audit(audit)
+        and prior.get("request") == _json(config.to_dict())):
+      return prior
   os.makedirs(workdir, exist_ok=True)
   specs = draw_canaries(audit)
   files.write_json(os.path.join(workdir, "canaries.json"), specs)
@@ -290,10 +307,8 @@ def run_exposure_audit(release_dir: str, base_dir: str,
         "documents"]["by_split"]["train"]))
   result = summarize(specs, exp, post, full, near, summary.get("epsilon"),
                      float(delta), audit)
-  result.update({"method": config.method,
-                 "target_epsilon": config.epsilon if math.isfinite(
-                     config.epsilon) else "inf",
-                 "num_docs": len(texts), "audit": dataclasses.asdict(audit),
+  result.update({"method": config.method, "request": _json(config.to_dict()),
+                 "num_docs": len(texts), "audit": json_audit(audit),
                  "seconds": time.monotonic() - start})
   files.write_json(os.path.join(workdir, SUMMARY), result)
   return result

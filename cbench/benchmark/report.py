@@ -112,6 +112,44 @@ def plot_accuracy(rows: Sequence[Mapping], path: str | None = None) -> dict:
   return {"series": series}
 
 
+def _audit_cells(r: Mapping) -> list[str] | None:
+  a = r.get("audit")
+  if not a:
+    return None
+  mia = a.get("membership") or {}
+  by = a.get("by_repeat") or {}
+  exp = [f"{by[k]['mean_exposure']:.2f}" if by.get(k, {}).get(
+      "mean_exposure") is not None else "–" for k in sorted(by, key=int)]
+  verb = [f"{by[k]['verbatim']}/{by[k]['canaries']}" for k in
+          sorted(by, key=int)]
+  lb = (f"{mia['epsilon_lb']:.2f} (≤ {mia['ceiling']:.2f})" if mia else "–")
+  return [r["method"], _eps_label(r.get("epsilon")), lb,
+          " / ".join(exp), f"{a.get('chance_exposure_bits', 0):.2f}",
+          " / ".join(verb)]
+
+
+def audit_table(rows: Sequence[Mapping]) -> str:
+  """The exposure audit of each synthetic row ("" when none was run).
+
+  Columns: ε from the ledger; the membership lower bound on ε from the
+  single canaries (and the most the canaries could show); mean exposure
+  (bits) of included canaries per repetition count; the chance level;
+  canaries whose name and secret appear together in the synthetic text.
+  """
+  audited = [c for c in (_audit_cells(r) for r in rows) if c]
+  if not audited:
+    return ""
+  reps = next(sorted(r["audit"]["by_repeat"], key=int) for r in rows
+              if r.get("audit"))
+  head = ("| method | ε | MIA ε lower bound | exposure (bits) k = "
+          + "/".join(reps) + " | chance | verbatim k = " + "/".join(reps)
+          + " |")
+  lines = ["", "### Privacy audit (canary exposure)", "", head,
+           "|" + "---|" * 6]
+  lines += ["| " + " | ".join(c) + " |" for c in audited]
+  return "\n".join(lines) + "\n"
+
+
 def html_report(rows: Sequence[Mapping], png_path: str, datasheet: str,
                 title: str) -> str:
   """A single self-contained page: table, embedded plot, release datasheet."""
@@ -142,12 +180,28 @@ td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;white-space
 <p>Accuracy: exact match with 95% bootstrap intervals. Gain: public-test exact match
 minus the untouched base model's. ε comes from the method's ledger; rows marked NO
 have no verifiable ledger. Ex-post ε is data-dependent and reported separately.</p>
+{_audit_html(rows)}
 <h2>Accuracy against ε</h2>
 <img alt="accuracy vs epsilon" src="data:image/png;base64,{png}">
 <h2>Release datasheet</h2>
 <pre>{html.escape(datasheet)}</pre>
 </body></html>
 """
+
+
+def _audit_html(rows: Sequence[Mapping]) -> str:
+  audited = [c for c in (_audit_cells(r) for r in rows) if c]
+  if not audited:
+    return ""
+  header = ["method", "ε", "MIA ε lower bound", "exposure (bits) by k",
+            "chance (bits)", "verbatim by k"]
+  body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
+                 + "</tr>" for row in audited)
+  return (f"<h2>Privacy audit (canary exposure)</h2><table><tr>"
+          + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+          + f"</tr>{body}</table><p>Canaries inserted into a copy of the "
+          "private corpus; the membership bound (one-run, 95%) must stay "
+          "below the ledger's ε.</p>")
 
 
 def story_lines(rows: Sequence[Mapping]) -> list[str]:

@@ -43,6 +43,7 @@ import jax
 import cbench
 from cbench import _validate
 from cbench._validate import CbenchError
+from cbench.audit import exposure
 from cbench.benchmark import report
 from cbench.corpus import release as release_lib
 from cbench.harness import finetune
@@ -84,6 +85,9 @@ class BenchmarkConfig:
       method, ``((method, (eps, ...)), ...)`` (e.g. the non-private run of
       one method only: ``(("dp_finetune", (10.0, inf)),)``).
     seed: synthesis randomness.
+    audit: canaries for an exposure audit of every synthetic cell
+      (`audit.exposure`; None: no audit). Its table sits beside the
+      accuracy rows in the report.
   """
   harness: recipes.HarnessConfig
   release_dir: str = ""
@@ -99,6 +103,7 @@ class BenchmarkConfig:
   method_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
   method_epsilons: tuple[tuple[str, tuple[float, ...]], ...] = ()
   seed: int = 0
+  audit: exposure.ExposureConfig | None = None
 
   def grid(self, method: str) -> tuple[float, ...]:
     """The ε values `method` runs at (`public_only`: once, at ε = 0)."""
@@ -124,7 +129,7 @@ def _eps_name(eps: float) -> str:
   return "inf" if math.isinf(eps) else f"{eps:g}"
 
 
-def _synthesis_config(config: BenchmarkConfig, method: str, eps: float
+def synthesis_config(config: BenchmarkConfig, method: str, eps: float
                       ) -> synthesis_api.SynthesisConfig:
   """The synthesis request of cell (`method`, grid value `eps`).
 
@@ -152,7 +157,7 @@ def plan_cells(config: BenchmarkConfig, release: release_lib.Release,
     cells.append(Cell("real", "real", math.inf, {**common, "kind": "real"}))
   for method in config.methods:
     for eps in config.grid(method):
-      syn = _synthesis_config(config, method, eps)
+      syn = synthesis_config(config, method, eps)
       cells.append(Cell(f"{method}-eps{_eps_name(eps)}", method, eps,
                         {**common, "kind": "synthetic", "synthesis": syn.to_dict()}))
   if config.synthetic:
@@ -184,7 +189,7 @@ def validate(config: BenchmarkConfig) -> release_lib.Release:
   num_records = release.manifest["documents"]["by_split"]["train"]
   for m in config.methods:
     for eps in config.grid(m):
-      syn = _synthesis_config(config, m, eps)
+      syn = synthesis_config(config, m, eps)
       synthesis_api.check_request(syn)
       synthesis_api.check_feasible(syn, num_records)
   if config.synthetic:
@@ -235,7 +240,7 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
       extra.update(_own_ledger(config.ledger))
     else:
       corpus = os.path.join(cell_dir, "synth.jsonl")
-      syn = _synthesis_config(config, cell.method, cell.epsilon)
+      syn = synthesis_config(config, cell.method, cell.epsilon)
       summary = synthesis_api.synthesize(release.root, base_dir, syn, corpus)
       extra.update({"delta": summary.get("delta"),
                     "num_docs": summary.get("num_docs"),
@@ -257,6 +262,21 @@ def _run_cell(cell: Cell, config: BenchmarkConfig, release: release_lib.Release,
   return row
 
 
+def _with_audit(row: dict, cell: Cell, config: BenchmarkConfig,
+                release: release_lib.Release, base_dir: str,
+                cell_dir: str) -> dict:
+  """`row` plus its cell's exposure audit (run, or reused when finished)."""
+  syn = synthesis_config(config, cell.method, cell.epsilon)
+  log.info("%s: exposure audit", cell.name)
+  summary = exposure.run_exposure_audit(
+      release.root, base_dir, syn, config.harness.finetune_recipe(base_dir),
+      config.audit, os.path.join(cell_dir, "audit"))
+  keep = ("epsilon", "delta", "candidates", "max_exposure_bits",
+          "chance_exposure_bits", "excluded_mean_exposure",
+          "excluded_verbatim", "by_repeat", "membership")
+  return {**row, "audit": {k: summary.get(k) for k in keep}}
+
+
 def _own_ledger(path: str | None) -> dict:
   if not path:
     return {"epsilon_verified": False, "epsilon": None, "delta": None}
@@ -269,7 +289,7 @@ def _own_ledger(path: str | None) -> dict:
           "delta": info.get("delta")}
 
 
-def _ensure_base(config: BenchmarkConfig, release: release_lib.Release,
+def ensure_base(config: BenchmarkConfig, release: release_lib.Release,
                  workdir: str) -> str:
   """The base model: --base, else the recipe's pretrained model, else the
   one the release's track builds (Geminon: pretrained on the public world
@@ -298,7 +318,7 @@ def run_benchmark(config: BenchmarkConfig, workdir: str, *,
   """
   release = validate(config)
   os.makedirs(workdir, exist_ok=True)
-  base_dir = _ensure_base(config, release, workdir)
+  base_dir = ensure_base(config, release, workdir)
   base_key = _base_key(base_dir)
   cells = plan_cells(config, release, base_key)
   rows: list[dict] = []
@@ -326,6 +346,9 @@ def run_benchmark(config: BenchmarkConfig, workdir: str, *,
       log.info("[%d/%d] %s: public EM %.3f, sensitive EM %.3f (%.0fs)", i + 1,
                len(cells), cell.name, row["public_test_exact"]["mean"],
                row["sensitive_test_exact"]["mean"], row["wall_seconds"])
+    if config.audit is not None and cell.request.get("kind") == "synthetic":
+      row = _with_audit(row, cell, config, release, base_dir, cell_dir)
+      files.write_json(row_path, row)
     if cell.method == "base":
       base_row = row
     rows.append(row)
@@ -351,7 +374,8 @@ def _stale(cell_dir: str, cell: Cell) -> bool:
 def write_outputs(rows: Sequence[dict], workdir: str, release: release_lib.Release) -> None:
   """results.jsonl, results.md, accuracy_vs_epsilon.png, report.html."""
   files.write_jsonl(os.path.join(workdir, "results.jsonl"), rows)
-  files.write_text(os.path.join(workdir, "results.md"), report.markdown_table(rows))
+  files.write_text(os.path.join(workdir, "results.md"),
+                   report.markdown_table(rows) + report.audit_table(rows))
   png = os.path.join(workdir, "accuracy_vs_epsilon.png")
   report.plot_accuracy(rows, png)
   datasheet_path = os.path.join(release.root, "README.md")

@@ -9,6 +9,7 @@ from PIL import Image
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.audit import exposure
 from cbench.benchmark import report
 from cbench.benchmark import runner
 from cbench.configs import micro
@@ -114,11 +115,11 @@ def test_method_options_may_set_num_docs():
       harness=MICRO, release_dir="unused", methods=("private_prediction", "dp_finetune"),
       epsilons=(10.0,), num_docs=32,
       method_options=(("dp_finetune", (("num_docs", 128), ("steps", 5))),))
-  dp = runner._synthesis_config(config, "dp_finetune", 10.0)
+  dp = runner.synthesis_config(config, "dp_finetune", 10.0)
   assert dp.num_docs == 128 and dict(dp.options) == {"steps": 5}
-  assert runner._synthesis_config(config, "private_prediction", 10.0).num_docs == 32
+  assert runner.synthesis_config(config, "private_prediction", 10.0).num_docs == 32
   # public_only's grid value 0 is requested as the ε = inf run.
-  assert math.isinf(runner._synthesis_config(config, "public_only", 0.0).epsilon)
+  assert math.isinf(runner.synthesis_config(config, "public_only", 0.0).epsilon)
 
 
 def test_story_lines_read_the_rows():
@@ -199,3 +200,29 @@ def test_a_news_release_runs_through_the_same_grid(micro_base_dir, tmp_path):
   assert sum(1 for _ in open(synth)) == 2
   assert "cbench News release" in open(os.path.join(workdir,
                                                     "report.html")).read()
+
+
+def test_audit_adds_an_exposure_table_beside_the_rows(
+    demo_release_dir, micro_base_dir, tmp_path):
+  workdir = str(tmp_path / "bench")
+  audit = exposure.ExposureConfig(singles=8, repeats=(4,), per_repeat=1,
+                                  candidates=10)
+  config = _config(demo_release_dir, micro_base_dir, methods=("public_only",),
+                   reference_rows=False, audit=audit,
+                   method_options=(("public_only",
+                                    (("max_new_tokens", 8),)),))
+  rows = runner.run_benchmark(config, workdir)
+  assert [r["cell"] for r in rows] == ["public_only-eps0"]
+  a = rows[0]["audit"]
+  assert a["membership"]["m"] == 8 and a["by_repeat"]["4"]["canaries"] == 1
+  with open(os.path.join(workdir, "results.md")) as f:
+    text = f.read()
+  assert "Privacy audit (canary exposure)" in text
+  with open(os.path.join(workdir, "report.html")) as f:
+    assert "Privacy audit" in f.read()
+  # A rerun reuses the finished audit (the row and its audit are cached).
+  summary = os.path.join(workdir, "cells", "public_only-eps0", "audit",
+                         exposure.SUMMARY)
+  mtime = os.path.getmtime(summary)
+  runner.run_benchmark(config, workdir)
+  assert os.path.getmtime(summary) == mtime
