@@ -12,3 +12,23 @@ os.environ.setdefault(
 if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def pytest_addoption(parser):
+  parser.addoption(
+      "--seed", default=None,
+      help="Statistical tests' seeds: 'random' (fresh ones, printed) or an "
+      "integer offset; default: the suite's fixed seeds.")
+
+
+def pytest_configure(config):
+  seed = config.getoption("--seed")
+  if seed is not None:
+    if seed != "random":
+      int(seed)  # a bad value fails here, by name
+    os.environ["CBENCH_TEST_SEED"] = seed
+
+
+def pytest_report_header(config):
+  seed = os.environ.get("CBENCH_TEST_SEED")
+  return [f"statistical test seeds: {seed}"] if seed else []

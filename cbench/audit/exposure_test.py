@@ -17,7 +17,7 @@ from cbench.synthesis import api
 from cbench.testing import fixtures
 
 AUDIT = exposure.ExposureConfig(singles=48, repeats=(4,), per_repeat=2,
-                                candidates=20, seed=fixtures.audit_seed(3))
+                                candidates=20, seed=fixtures.stat_seed(3))
 
 
 def _recipe(base):

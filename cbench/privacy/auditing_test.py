@@ -20,6 +20,7 @@ from cbench.privacy import auditing
 from cbench.privacy import clipping
 from cbench.privacy import noise
 from cbench.privacy import relations
+from cbench.testing import fixtures
 
 DELTA = 0.01
 TRIALS = 200_000
@@ -53,6 +54,7 @@ def _scores(s, keys, std):
 
 
 def _audit(sigma_scale=1.0, clip_for_sum=1.0, seed=0):
+  seed = fixtures.stat_seed(seed)
   std = sigma_scale * relations.noise_std(1.0, 1.0, "add_remove")
   s_in, s_out = _world_sums(clip_for_sum)
   k_in, k_out = jax.random.split(jax.random.key(seed))

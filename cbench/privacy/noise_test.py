@@ -8,6 +8,7 @@ from scipy import stats
 
 from cbench.privacy import dpsgd
 from cbench.privacy import noise
+from cbench.testing import fixtures
 
 ALPHA = 1e-3
 D = 20000
@@ -34,7 +35,7 @@ def test_ks_accepts_sigma_c_and_rejects_wrong_scales(relation):
   expected_std = 1.3 * 0.7 * (2.0 if relation == "replace_one" else 1.0)
   assert cfg.noise_std == pytest.approx(expected_std)
   dp_grad = dpsgd.make_dp_grad_fn(zero_loss, cfg)
-  g, aux = dp_grad(PARAMS, _batch(), jnp.zeros(8, bool), jax.random.key(0))
+  g, aux = dp_grad(PARAMS, _batch(), jnp.zeros(8, bool), fixtures.stat_key(0))
   assert float(aux["noise_std"]) == pytest.approx(expected_std)
   z = np.asarray(g["a"], np.float64) * cfg.expected_batch_size  # undo 1/B
   assert stats.kstest(z, "norm", args=(0, expected_std)).pvalue > ALPHA
@@ -47,7 +48,7 @@ def test_ks_accepts_sigma_c_and_rejects_wrong_scales(relation):
 
 
 def _all_values(fn):
-  key = jax.random.key(42)
+  key = fixtures.stat_key(42)
   vals = []
   for step in range(3):
     out = fn({"a": jnp.zeros(64), "b": jnp.zeros(64)},
@@ -70,7 +71,7 @@ def test_normaliser_and_noise_independent_of_realised_batch_size():
   cfg = dpsgd.DpSgdConfig(clip_norm=1.0, noise_multiplier=1.0,
                           expected_batch_size=5.0)
   dp_grad = dpsgd.make_dp_grad_fn(zero_loss, cfg)
-  key = jax.random.key(3)
+  key = fixtures.stat_key(3)
   outs = []
   for real in (0, 2, 5, 8):  # realised sizes inside one public bucket of 8
     pad = jnp.arange(8) >= real
@@ -88,5 +89,5 @@ def test_mean_divides_by_expected_batch_size_not_realised_size():
   dp_grad = dpsgd.make_dp_grad_fn(lin, cfg)
   x = jnp.ones((8, 3))
   pad = jnp.arange(8) >= 4  # 4 real rows
-  g, _ = dp_grad({"w": jnp.zeros(3)}, {"x": x}, pad, jax.random.key(0))
+  g, _ = dp_grad({"w": jnp.zeros(3)}, {"x": x}, pad, fixtures.stat_key(0))
   np.testing.assert_allclose(g["w"], 4.0 / 10.0 * np.ones(3), rtol=1e-6)

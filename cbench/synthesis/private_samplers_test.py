@@ -22,6 +22,7 @@ from cbench.models import registry
 from cbench.privacy import pp_accounting as pa
 from cbench.synthesis import aggregation as agg
 from cbench.synthesis import private_samplers as S
+from cbench.testing import fixtures
 
 V, C, TAU = 6, 1.0, 0.7
 
@@ -55,7 +56,7 @@ def _scaled(sampler, logits, mask=None):
   """The sampler's private scaled logits in float64 (x64 enabled)."""
   with jax.enable_x64(True):
     lg = jnp.asarray(logits, jnp.float64)
-    state = sampler.init_state(lg.shape[0], jax.random.key(0), mask)
+    state = sampler.init_state(lg.shape[0], fixtures.stat_key(0), mask)
     return np.asarray(sampler.scaled_logits(lg, state), np.float64)
 
 
@@ -265,14 +266,14 @@ def test_released_tokens_chi2_match_softmax_and_wrong_tau_rejected(name):
   follow softmax(mean / tau); the law at tau 0.9 instead of 0.8 is
   rejected, as is the law without clipping."""
   s, v, g = 3, 16, 250_000
-  logits = jax.random.normal(jax.random.key(7), (1, s + 1, v)) * 3.0
+  logits = jax.random.normal(fixtures.stat_key(7), (1, s + 1, v)) * 3.0
   sampler, exact = _chi2_samplers(s, 2.0, 0.8)[name]
-  state = sampler.init_state(g, jax.random.key(0))
+  state = sampler.init_state(g, fixtures.stat_key(0))
   big = jnp.broadcast_to(logits, (g, s + 1, v))
   step = jax.jit(sampler.next_tokens)
   counts = np.zeros(v)
   for i in range(4):
-    tok, _, new_state = step(big, jax.random.key(100 + i), state)
+    tok, _, new_state = step(big, fixtures.stat_key(100 + i), state)
     counts += np.bincount(np.asarray(tok), minlength=v)
     assert np.asarray(new_state.private_count).min() == 1  # All private.
   x = _scaled(exact, np.asarray(logits))[0]
@@ -362,14 +363,14 @@ def test_svt_audit_no_query_noise_flagged():
     return t.astype(np.int64) @ (1 << np.arange(t.shape[1]))
 
   ok = _pure_dp_lower_bound(
-      codes(_run_svt(q_d, n, jax.random.key(1), sigma=sigma, theta=theta,
+      codes(_run_svt(q_d, n, fixtures.stat_key(1), sigma=sigma, theta=theta,
                      r=r)),
-      codes(_run_svt(q_n, n, jax.random.key(2), sigma=sigma, theta=theta,
+      codes(_run_svt(q_n, n, fixtures.stat_key(2), sigma=sigma, theta=theta,
                      r=r)), events)
   broken = _pure_dp_lower_bound(
-      codes(_run_svt(q_d, n, jax.random.key(3), sigma=sigma, theta=theta, r=r,
+      codes(_run_svt(q_d, n, fixtures.stat_key(3), sigma=sigma, theta=theta, r=r,
                      query_noise=False)),
-      codes(_run_svt(q_n, n, jax.random.key(4), sigma=sigma, theta=theta, r=r,
+      codes(_run_svt(q_n, n, fixtures.stat_key(4), sigma=sigma, theta=theta, r=r,
                      query_noise=False)), events)
   # Measured (seeds fixed): ok ~0.8, broken ~9 (p' = 0 for one outcome).
   assert ok <= claimed
@@ -388,8 +389,8 @@ def test_svt_audit_no_cutoff_flagged():
   sign = np.array([1] * half + [-1] * half)
   res = {}
   for name, r in (("ok", 1), ("broken", t_len)):
-    a = _run_svt(q_d, n, jax.random.key(5), sigma=sigma, theta=theta, r=r)
-    b = _run_svt(q_n, n, jax.random.key(6), sigma=sigma, theta=theta, r=r)
+    a = _run_svt(q_d, n, fixtures.stat_key(5), sigma=sigma, theta=theta, r=r)
+    b = _run_svt(q_n, n, fixtures.stat_key(6), sigma=sigma, theta=theta, r=r)
     sa, sb = a.astype(np.int64) @ sign, b.astype(np.int64) @ sign
     lo, hi = int(min(sa.min(), sb.min())), int(max(sa.max(), sb.max()))
     events = ([lambda c, v=v: c >= v for v in range(lo, hi + 1)]
@@ -422,13 +423,13 @@ def test_svt_count_equals_private_tokens_sampled_and_cutoff_stops():
   g, steps, r = 64, 30, 5
   sampler = _svt_sampler(r=r)
   logits = _marked_logits(g)
-  state = sampler.init_state(g, jax.random.key(0))
+  state = sampler.init_state(g, fixtures.stat_key(0))
   step = jax.jit(sampler.next_tokens)
   n_private = np.zeros(g, int)
   stopped_at = np.full(g, -1)
   for i in range(steps):
     live = ~np.asarray(state.done)
-    tok, stop, state = step(logits, jax.random.key(10 + i), state)
+    tok, stop, state = step(logits, fixtures.stat_key(10 + i), state)
     tok, stop = np.asarray(tok), np.asarray(stop)
     np.testing.assert_array_equal(np.asarray(state.last_private)[live],
                                   tok[live] == 1)
@@ -449,11 +450,11 @@ def test_svt_count_equals_private_tokens_sampled_and_cutoff_stops():
 def test_done_streams_are_frozen_after_an_end_token():
   g = 32
   sampler = _svt_sampler(r=50, theta=-10.0, end_token_ids=(1,))
-  state = sampler.init_state(g, jax.random.key(1))
+  state = sampler.init_state(g, fixtures.stat_key(1))
   logits = _marked_logits(g)
   step = jax.jit(sampler.next_tokens)
   for i in range(5):
-    _, _, state = step(logits, jax.random.key(i), state)
+    _, _, state = step(logits, fixtures.stat_key(i), state)
   # theta = -10: every token private -> token 1 -> ends at the first step.
   np.testing.assert_array_equal(np.asarray(state.private_count), 1)
   np.testing.assert_array_equal(np.asarray(state.steps), 1)
@@ -464,10 +465,10 @@ def test_svt_threshold_renoised_only_after_private_tokens():
   g = 256
   sampler = _svt_sampler(r=100, theta=2.0, sigma=0.3)
   logits = _marked_logits(g)
-  state = sampler.init_state(g, jax.random.key(2))
+  state = sampler.init_state(g, fixtures.stat_key(2))
   thr0 = np.asarray(state.threshold)
   assert abs(np.median(thr0) - 2.0) < 0.1 and np.std(thr0) > 0.2
-  _, _, new = jax.jit(sampler.next_tokens)(logits, jax.random.key(3), state)
+  _, _, new = jax.jit(sampler.next_tokens)(logits, fixtures.stat_key(3), state)
   changed = np.asarray(new.threshold) != thr0
   np.testing.assert_array_equal(changed, np.asarray(new.last_private))
 
@@ -480,26 +481,26 @@ def test_samplers_have_no_data_dependent_control_flow():
               S.MedianSampler(2, 1.0, 1.0, 3), S.PublicOnlySampler()]
   logits = jnp.zeros((2, 3, 8))
   for sm in samplers:
-    state = sm.init_state(2, jax.random.key(0))
-    text = str(jax.make_jaxpr(sm.next_tokens)(logits, jax.random.key(1),
+    state = sm.init_state(2, fixtures.stat_key(0))
+    text = str(jax.make_jaxpr(sm.next_tokens)(logits, fixtures.stat_key(1),
                                                state))
     assert " cond[" not in text and "while[" not in text, type(sm).__name__
 
 
 def test_exactness_check_rejects_a_too_wide_range():
   sm = S.ExpMechSampler(2, 30.0, 0.5, 3)        # 2c/tau = 120
-  state = sm.init_state(1, jax.random.key(0))
+  state = sm.init_state(1, fixtures.stat_key(0))
   with pytest.raises(Exception, match="clip/temperature"):
-    sm.next_tokens(jnp.zeros((1, 3, 8)), jax.random.key(1), state)
+    sm.next_tokens(jnp.zeros((1, 3, 8)), fixtures.stat_key(1), state)
 
 
 def test_row_mask_null_rows_ignore_garbage_padding():
   sm = S.ExpMechSampler(3, 1.0, 1.0, 3)
-  logits = jax.random.normal(jax.random.key(4), (2, 4, 8))
+  logits = jax.random.normal(fixtures.stat_key(4), (2, 4, 8))
   bad = logits.at[:, 2].set(jnp.nan)
   mask = jnp.array([[True, True, False]] * 2)
-  state = S.with_row_mask(sm.init_state(2, jax.random.key(0)), mask)
-  tok, _, _ = jax.jit(sm.next_tokens)(bad, jax.random.key(1), state)
+  state = S.with_row_mask(sm.init_state(2, fixtures.stat_key(0)), mask)
+  tok, _, _ = jax.jit(sm.next_tokens)(bad, fixtures.stat_key(1), state)
   assert np.all((np.asarray(tok) >= 0) & (np.asarray(tok) < 8))
   scaled = jax.jit(sm.scaled_logits)
   np.testing.assert_allclose(scaled(bad, state), scaled(logits, state))
@@ -523,9 +524,9 @@ def test_median_reports_worst_case_and_expost_separately():
   split = jnp.asarray(split, jnp.float32)
   out = {}
   for name, lg in (("consensus", consensus), ("split", split)):
-    state = sm.init_state(1, jax.random.key(0))
+    state = sm.init_state(1, fixtures.stat_key(0))
     for i in range(t):
-      _, _, state = step(lg, jax.random.key(i), state)
+      _, _, state = step(lg, fixtures.stat_key(i), state)
     out[name] = float(state.expost_epsilon[0])
   worst_pure = t * pa.median_worst_case_pure_epsilon(c, tau)
   assert out["consensus"] == 0.0
@@ -550,7 +551,7 @@ def test_median_expost_bounds_the_exact_loss():
     base = rng.normal(size=(s + 1, V)) * 2
     with jax.enable_x64(True):
       med, down, up = (np.asarray(a, np.float64) for a in sm.median_and_gaps(
-          jnp.asarray(base[None]), sm.init_state(1, jax.random.key(0))))
+          jnp.asarray(base[None]), sm.init_state(1, fixtures.stat_key(0))))
     bound = float((np.max(down) + np.max(up)) / tau)
     nb = []
     for row in range(s):
@@ -571,8 +572,8 @@ def test_median_expost_bounds_the_exact_loss():
 def test_public_only_reads_the_last_row():
   logits = jnp.full((3, 4, 5), -20.0).at[:, 3, 2].set(20.0)
   sm = S.PublicOnlySampler(temperature=0.5)
-  tok, stop, _ = sm.next_tokens(logits, jax.random.key(0),
-                                sm.init_state(3, jax.random.key(0)))
+  tok, stop, _ = sm.next_tokens(logits, fixtures.stat_key(0),
+                                sm.init_state(3, fixtures.stat_key(0)))
   np.testing.assert_array_equal(tok, 2)
   assert not np.any(stop)
   assert sm.account(1e-5).epsilon == 0.0
@@ -581,13 +582,13 @@ def test_public_only_reads_the_last_row():
 def test_svt_sampler_runs_inside_the_shared_decoder():
 
   cfg = config_lib.get_model_config("micro", 64, max_len=64)
-  params = registry.init_params(cfg, jax.random.key(0))
+  params = registry.init_params(cfg, fixtures.stat_key(0))
   s, groups, r = 2, 3, 4
   pp = pa.PrivatePredictionParams(s, 2.0, 1.0, 0.3, 0.1, r)
   sampler = S.SvtPrivatePredictionSampler(pp, end_token_ids=(3,))
-  prompts = np.asarray(jax.random.randint(jax.random.key(1),
+  prompts = np.asarray(jax.random.randint(fixtures.stat_key(1),
                                           (groups * (s + 1), 6), 4, 64))
-  res = decoder.generate(params, cfg, prompts, 12, sampler, jax.random.key(2),
+  res = decoder.generate(params, cfg, prompts, 12, sampler, fixtures.stat_key(2),
                          group_size=s + 1, eos_id=3)
   st = res.sampler_state
   count = np.asarray(st.private_count)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 
 from cbench.configs import micro
@@ -47,10 +48,24 @@ def micro_base_model(root: str) -> str:
   return _CACHE["base_micro"]
 
 
-def audit_seed(default: int = 0) -> int:
-  """Seed of the statistical audit tests: `default`, or a fresh one when
-  CBENCH_AUDIT_SEED=random (a reviewer's rerun), or that integer."""
-  text = os.environ.get("CBENCH_AUDIT_SEED", "")
+SEED_ENV = "CBENCH_TEST_SEED"
+_RANDOM_SEED: list[int] = []
+
+
+def stat_seed(default: int = 0) -> int:
+  """Seed of a statistical test: `default` (the suite's fixed seeds), or,
+  for a reviewer's rerun (``pytest --seed=random`` or ``--seed=N``, which
+  set CBENCH_TEST_SEED), `default` plus one fresh offset per process."""
+  text = os.environ.get(SEED_ENV, "")
+  if not text:
+    return default
   if text == "random":
-    return int(np.random.SeedSequence().entropy % 2**31)
-  return int(text) if text else default
+    if not _RANDOM_SEED:
+      _RANDOM_SEED.append(int(np.random.SeedSequence().entropy % 2**30))
+    return default + _RANDOM_SEED[0]
+  return default + int(text)
+
+
+def stat_key(default: int = 0):
+  """`jax.random.key(stat_seed(default))`."""
+  return jax.random.key(stat_seed(default))
