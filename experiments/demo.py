@@ -32,7 +32,7 @@ def main(argv):
   for line in report.story_lines(out["rows"]):
     print(line)
   print(f"demo finished in {out['seconds'] / 60:.1f} min; report: "
-        f"{_WORKDIR.value}/benchmark/report.html")
+        f"{_WORKDIR.value}/benchmark/report.html; leaderboard: {out['site']}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ _LEDGER = flags.DEFINE_string("ledger", None, "Its privacy ledger (optional).")
 _NO_REFERENCE = flags.DEFINE_bool("skip_reference_rows", False,
                                   "Skip the base-model and real-data rows.")
 _SEED = flags.DEFINE_integer("seed", None, "Synthesis seed (default: the config's).")
+_RESULTS_STORE = flags.DEFINE_string(
+    "results_store", None, "Append the rows to this results store (JSONL; "
+    "`python -m experiments.leaderboard` makes a site of it).")
 _AUDIT = flags.DEFINE_bool(
     "audit", False, "Also run a canary exposure audit of every synthetic "
     "cell (its table sits beside the accuracy rows).")
@@ -99,7 +102,7 @@ def make_config() -> runner.BenchmarkConfig:
       "release_dir": _RELEASE.value, "base_dir": _BASE.value,
       "public_world_dir": _PUBLIC_WORLD.value, "synthetic": _SYNTHETIC.value,
       "ledger": _LEDGER.value, "delta": _DELTA.value, "seed": _SEED.value,
-      "num_docs": _NUM_DOCS.value,
+      "num_docs": _NUM_DOCS.value, "results_store": _RESULTS_STORE.value,
       "methods": None if _METHODS.value is None else _methods(_METHODS.value),
       "epsilons": (None if _EPSILONS.value is None
                    else _parse_epsilons(_EPSILONS.value)),

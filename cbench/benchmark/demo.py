@@ -2,7 +2,9 @@
 
 Builds the demo's release and the public world into the workdir, then runs
 the benchmark grid of the config on CPU (`runner.run_benchmark`). Every
-stage is cached in the workdir, so a second `make demo` only prints.
+stage is cached in the workdir, so a second `make demo` only prints. The
+rows also go to ``<workdir>/results_store.jsonl`` and the leaderboard site
+to ``<workdir>/site/index.html``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import time
 
 from cbench.benchmark import runner
+from cbench.leaderboard import site
+from cbench.leaderboard import store
 from cbench.tracks.geminon import generator as geminon
 
 log = logging.getLogger("cbench")
@@ -57,6 +61,11 @@ def run_demo(config: DemoConfig, workdir: str) -> dict:
     geminon.build_public_world(
         bench.public_world_dir,
         overwrite=os.path.exists(bench.public_world_dir))
+  store_path = os.path.join(workdir, "results_store.jsonl")
+  bench = dataclasses.replace(bench, results_store=store_path)
   rows = runner.run_benchmark(bench, os.path.join(workdir, "benchmark"))
+  site_dir = os.path.join(workdir, "site")
+  site.build_site(store.read(store_path), site_dir)
   return {"rows": rows, "seconds": time.monotonic() - t0,
-          "results_md": os.path.join(workdir, "benchmark", "results.md")}
+          "results_md": os.path.join(workdir, "benchmark", "results.md"),
+          "site": os.path.join(site_dir, "index.html")}

@@ -35,7 +35,7 @@ import math
 import os
 import shutil
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import dp_accounting
 import jax
@@ -50,6 +50,7 @@ from cbench.harness import finetune
 from cbench.harness import recipes
 from cbench.harness import score
 from cbench.io import files
+from cbench.leaderboard import store
 from cbench.models import model_store
 from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api as synthesis_api
@@ -85,6 +86,8 @@ class BenchmarkConfig:
       method, ``((method, (eps, ...)), ...)`` (e.g. the non-private run of
       one method only: ``(("dp_finetune", (10.0, inf)),)``).
     seed: synthesis randomness.
+    results_store: a results store (`leaderboard.store`, JSONL) that the
+      run's rows are appended to (None: none).
     audit: canaries for an exposure audit of every synthetic cell
       (`audit.exposure`; None: no audit). Its table sits beside the
       accuracy rows in the report.
@@ -104,6 +107,7 @@ class BenchmarkConfig:
   method_epsilons: tuple[tuple[str, tuple[float, ...]], ...] = ()
   seed: int = 0
   audit: exposure.ExposureConfig | None = None
+  results_store: str | None = None
 
   def grid(self, method: str) -> tuple[float, ...]:
     """The ε values `method` runs at (`public_only`: once, at ε = 0)."""
@@ -197,7 +201,8 @@ def validate(config: BenchmarkConfig) -> release_lib.Release:
     _validate.check(n > 0, f"--synthetic={config.synthetic} has no records.")
   if config.ledger:
     _validate.check(config.synthetic is not None, "--ledger needs --synthetic.")
-    files.read_json(config.ledger)
+    _validate.check(os.path.isfile(config.ledger),
+                    f"--ledger={config.ledger} is not a file.")
   _validate.check(config.methods or config.synthetic or config.reference_rows,
                   "Nothing to run: give --methods and/or --synthetic.")
   return release
@@ -353,7 +358,31 @@ def run_benchmark(config: BenchmarkConfig, workdir: str, *,
       base_row = row
     rows.append(row)
   write_outputs(rows, workdir, release)
+  if config.results_store:
+    store.append(config.results_store, store_records(rows, release,
+                                                     config.seed))
   return rows
+
+
+def epsilon_status(row: Mapping) -> str:
+  """The store's ε status of a runner row."""
+  if row["method"] in ("base", "real"):
+    return "none"
+  return {True: "verified", False: "unverified"}.get(
+      row.get("epsilon_verified"), "unverified")
+
+
+def store_records(rows: Sequence[Mapping], release: release_lib.Release,
+                  seed: int, *, source: str = "benchmark",
+                  status: str | None = None, **extra) -> list[dict]:
+  """Results-store records of runner rows (`leaderboard.store`); `status`
+  replaces each row's own ε status, `extra` goes to `make_record`."""
+  sha = files.sha256_file(os.path.join(release.root, "manifest.json"))
+  return [store.make_record(
+      r, track=release.track, release_id=release.manifest["release_id"],
+      release_sha256=sha, release_root=release.root, seed=seed,
+      source=source, epsilon_status=status or epsilon_status(r), **extra)
+          for r in rows]
 
 
 def _base_key(base_dir: str) -> str:

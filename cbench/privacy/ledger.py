@@ -311,7 +311,7 @@ def verify_file(path: str, delta: Optional[float] = None) -> dict:
   """Read-only check of a finished ledger; returns `Ledger.summary()` fields.
 
   Verifies the hash chain and recomputes epsilon with a fresh accountant
-  (at `delta`, default the header's). Never modifies the file; a torn last
+  (at `delta`, default the header's); ``header`` holds the header fields. Never modifies the file; a torn last
   line (never acknowledged) is ignored. Raises `CbenchError` if the file is
   missing or does not verify.
   """
@@ -322,6 +322,7 @@ def verify_file(path: str, delta: Optional[float] = None) -> dict:
   led = Ledger(path, head["header"], head["hash"], records, fh=None)
   out = led.summary() if delta is None else dict(
       led.summary(), epsilon=led.epsilon(delta), delta=delta)
+  out["header"] = dict(head["header"])
   return out
 
 

@@ -1,0 +1,1 @@
+"""The leaderboard: a results store, submissions from outside, a static site."""
