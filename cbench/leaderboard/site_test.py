@@ -7,6 +7,13 @@ import shutil
 
 import pytest
 
+try:  # Optional: the browser test skips without it.
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  from selenium.webdriver.common.by import By
+except ImportError:
+  webdriver = None
+
 from cbench.leaderboard import site
 from cbench.leaderboard import store
 
@@ -64,14 +71,12 @@ def _chromium():
 
 @pytest.mark.browser
 def test_site_sorts_and_renders_in_headless_chromium(tmp_path):
-  webdriver = pytest.importorskip(
-      "selenium.webdriver", reason="selenium is not installed")
+  if webdriver is None:
+    pytest.skip("selenium is not installed")
   browser, driver_path = _chromium(), shutil.which("chromedriver")
   if not browser or not driver_path:
     pytest.skip("headless Chromium or chromedriver is not installed "
                 "(Debian: apt-get install chromium chromium-driver)")
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   out = tmp_path / "site"
   site.build_site(_records(tmp_path), str(out))
   opts = webdriver.ChromeOptions()
