@@ -53,6 +53,9 @@ _NUM_PROBES = flags.DEFINE_integer("num_probes", 1000,
                                    "White-box gradient canaries (one_run).")
 _NUM_INPUTS = flags.DEFINE_integer("num_inputs", 256,
                                    "Black-box input canaries (one_run).")
+_AUDIT_DELTA = flags.DEFINE_float(
+    "audit_delta", None, "one_run: audit the ledger's claim at this delta "
+    "(default: the run's own).")
 _SINGLES = flags.DEFINE_integer("singles", 128,
                                 "Canaries stated once (exposure).")
 _CONFIG = common.define_config_flags(None)
@@ -81,7 +84,8 @@ def main(argv):
       syn, options=syn.options + common.parse_method_options(_OPTION.value))
   kinds = _AUDITS.value or audit_run.default_kinds(_METHOD.value)
   one_run = dpsgd_audit.OneRunConfig(num_probes=_NUM_PROBES.value,
-                                     num_inputs=_NUM_INPUTS.value, seed=seed)
+                                     num_inputs=_NUM_INPUTS.value, seed=seed,
+                                     delta=_AUDIT_DELTA.value)
   canaries = exposure.ExposureConfig(singles=_SINGLES.value, seed=seed)
   os.makedirs(_WORKDIR.value, exist_ok=True)
   base = runner.ensure_base(

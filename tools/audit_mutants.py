@@ -35,6 +35,9 @@ _MUTANT = flags.DEFINE_enum("mutant", "none",
 _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory.")
 _PROBES = flags.DEFINE_integer("num_probes", 1000, "White-box canaries.")
 _INPUTS = flags.DEFINE_integer("num_inputs", 256, "Black-box canaries.")
+_AUDIT_DELTA = flags.DEFINE_float("audit_delta", None,
+                                  "Audited delta (default: the run's).")
+_SEED = flags.DEFINE_integer("audit_seed", 0, "Coins and canaries.")
 
 
 def _break(mutant: str) -> None:
@@ -64,7 +67,8 @@ def main(argv):
   summary = dpsgd_audit.run_one_run_audit(
       _RELEASE.value, _BASE.value, syn,
       dpsgd_audit.OneRunConfig(num_probes=_PROBES.value,
-                               num_inputs=_INPUTS.value),
+                               num_inputs=_INPUTS.value, seed=_SEED.value,
+                               delta=_AUDIT_DELTA.value),
       _WORKDIR.value)
   print(json.dumps({"mutant": _MUTANT.value, **summary}, default=str))
 

@@ -51,9 +51,12 @@ def test_correct_run_stays_below_the_ledger_epsilon(
     tmp_path, demo_release_dir, micro_base_dir):
   s = _run(tmp_path, demo_release_dir, micro_base_dir, "ok", _seed())
   assert 0.9 * EPS <= s["epsilon"] <= EPS
+  assert s["audit_delta"] == s["delta"] and s["audit_epsilon"] == s["epsilon"]
   for name, b in s["bounds"].items():
     assert b["epsilon_lb"] <= s["epsilon"], (name, b)
     assert b["ceiling"] > s["epsilon"], (name, b)   # the audit could see it
+  with np.load(tmp_path / "ok" / "scores.npz") as z:
+    assert z["coins_probe_max"].shape == (512,)
   audit_lib.check_not_broken(s)
   assert os.path.exists(tmp_path / "ok" / audit_lib.SUMMARY)
 
