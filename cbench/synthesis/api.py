@@ -38,6 +38,7 @@ _METHODS = {
     "invisible_ink": "cbench.synthesis.private_prediction:run",
     "cluster_median": "cbench.synthesis.private_prediction:run",
     "dp_finetune": "cbench.synthesis.dp_finetune:run",
+    "private_evolution": "cbench.synthesis.private_evolution:run",
 }
 METHODS = tuple(_METHODS)
 

@@ -679,7 +679,7 @@ def sample_documents(params: PyTree, model_config: config_lib.ModelConfig,
 # The run
 
 
-def _config_hash(obj: dict) -> str:
+def config_hash(obj: dict) -> str:
   blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -688,7 +688,7 @@ def make_ledger_header(p: Plan, sampler, binding: dict) -> dict:
   """The ledger header of a plan (relation, sampler, sigma, C, q, T, delta)."""
   return ledger_lib.make_header(
       relation=p.relation, sampler=sampler.describe(), accountant=ACCOUNTANT,
-      delta=p.delta, config_hash=_config_hash(binding), config=binding,
+      delta=p.delta, config_hash=config_hash(binding), config=binding,
       value_discretization_interval=VDI, method=METHOD,
       noise_multiplier=p.noise_multiplier, clip_norm=jsonable(p.clip_norm),
       sampling_prob=p.sampling_prob, steps=p.steps,
@@ -761,7 +761,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   binding = {"plan": p.to_dict(), "config": jsonable(config.to_dict()),
              "release_train_sha256": release.manifest["files"].get(
                  "corpus/train.jsonl"),
-             "base": _config_hash(jsonable(bundle.info)),
+             "base": config_hash(jsonable(bundle.info)),
              "model_config": bundle.config.to_dict(),
              "pad_unit": sampler.pad_unit}
   header = make_ledger_header(p, sampler, binding)

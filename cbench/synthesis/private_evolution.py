@@ -1,0 +1,418 @@
+"""Private Evolution (Aug-PE; Xie et al. 2024, arXiv 2403.01749).
+
+API-only DP synthesis: the generator (the base model) is used only through
+two public calls, never trained on private data:
+
+  RANDOM     N documents sampled from ``[bos]`` (the track's public prefix
+             when one is set);
+  VARIATION  a continuation of a drawn candidate: its first
+             ``keep_fraction`` of tokens are kept and the rest is sampled
+             again (Aug-PE's "continuation" variation; masked-span infilling
+             is not implemented).
+
+Each of T iterations:
+  1. embed the N candidates and the n private records with a PUBLIC encoder
+     (the base model's mean-pooled final states, `Transformer.mean_hidden`,
+     of the first ``embed_tokens`` tokens);
+  2. each private record votes for its nearest candidate (k = 1, squared
+     L2 distance); the vote histogram has L2 sensitivity 1 under add/remove
+     (one record moves one count by one);
+  3. Gaussian noise N(0, σ²) is added to every count (one `GaussianDpEvent`
+     (σ) charged to the ledger BEFORE the counts are used); counts below
+     ``threshold`` H are set to 0;
+  4. N candidates are drawn with probability ∝ the thresholded counts
+     (uniform if all are 0) and varied into the next population.
+
+The output is the population after the T-th iteration's variation. σ is
+calibrated by PLD so that the T composed Gaussian events meet the target
+(ε, δ); ε = ∞ runs the same code with σ = 0. Post-processing (threshold,
+draw, variation) uses only the noisy counts and public randomness. Private
+records are embedded in fixed-size chunks and voted in one jitted, padded
+kernel (`noisy_votes`): no data-dependent shapes or branches.
+
+Work files (``out_path + ".work"``): ``population_<t>.jsonl`` (the
+population entering iteration t) and ``votes_<t>.json`` (its noisy counts,
+public). A killed run resumes from them; the noise of iteration t is drawn
+from ``fold_in(key, t)``, and a charge records that key's fingerprint, so a
+recomputation draws the same noise and is never charged twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import dp_accounting
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cbench import _validate
+from cbench import options as options_lib
+from cbench._validate import CbenchError, check
+from cbench.corpus import release as release_lib
+from cbench.decoding import decoder
+from cbench.decoding import token_samplers
+from cbench.io import files
+from cbench.models import model_store
+from cbench.privacy import accounting
+from cbench.privacy import ledger as ledger_lib
+from cbench.synthesis import api
+from cbench.synthesis import dp_finetune
+from cbench.synthesis import private_prediction
+from cbench.text import prompts as prompt_lib
+
+log = logging.getLogger("cbench")
+
+METHOD = "private_evolution"
+ACCOUNTANT = "pld"
+_VOTE_STREAM, _RANDOM_STREAM, _VARIATION_STREAM = 11, 12, 13
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Public knobs (``SynthesisConfig.options``); defaults in brackets.
+
+  Attributes:
+    iterations: T, noisy votes [4].
+    threshold: H, noisy counts below it become 0 [2.0].
+    keep_fraction: share of a candidate's tokens a variation keeps [0.5].
+    max_new_tokens: most tokens per RANDOM document [128].
+    temperature: sampling temperature of both calls [1.0].
+    embed_tokens: tokens of a text the encoder sees [64].
+    decode_batch: rows per decoder call (fixed shape) [64].
+    embed_chunk: rows per encoder call (fixed shape) [64].
+    max_noise_multiplier: cap on σ; a target needing more is infeasible
+      [1000.0].
+    calibration_seconds: time limit of the σ search [120.0].
+    public_prefix: public text every RANDOM prompt starts with [""].
+  """
+  iterations: int = 4
+  threshold: float = 2.0
+  keep_fraction: float = 0.5
+  max_new_tokens: int = 128
+  temperature: float = 1.0
+  embed_tokens: int = 64
+  decode_batch: int = 64
+  embed_chunk: int = 64
+  max_noise_multiplier: float = 1000.0
+  calibration_seconds: float = 120.0
+  public_prefix: str = ""
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def parse_options(config: api.SynthesisConfig) -> Options:
+  """Validated `Options`; an unknown name or bad value raises CbenchError."""
+  fields = {f.name: f for f in dataclasses.fields(Options)}
+  values = {}
+  for name, value in config.options:
+    check(name in fields, f"Unknown synthesis option {name!r} for method "
+          f"{METHOD}; known: {sorted(fields)}.")
+    values[name] = options_lib.coerce(name, value, fields[name].default)
+  o = Options(**values)
+  for name in ("iterations", "max_new_tokens", "embed_tokens",
+               "decode_batch", "embed_chunk"):
+    check(getattr(o, name) >= 1,
+          f"Expected option {name}={getattr(o, name)} >= 1.")
+  for name in ("temperature", "max_noise_multiplier", "calibration_seconds"):
+    _validate.positive(f"option {name}", getattr(o, name))
+    _validate.finite(f"option {name}", getattr(o, name))
+  check(0.0 < o.keep_fraction < 1.0,
+        f"Expected 0 < option keep_fraction={o.keep_fraction} < 1.")
+  check(math.isfinite(o.threshold) and o.threshold >= 0,
+        f"Expected a finite option threshold={o.threshold} >= 0.")
+  return o
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What a run commits to before touching private data (all public)."""
+  target_epsilon: float
+  delta: float
+  num_records: int
+  num_docs: int
+  noise_multiplier: float
+  planned_epsilon: float
+  options: Options
+
+  def iteration_event(self) -> dp_accounting.DpEvent:
+    """One noisy vote: Gaussian, L2 sensitivity 1 (add/remove)."""
+    if self.noise_multiplier == 0:
+      return dp_accounting.NonPrivateDpEvent()
+    return dp_accounting.GaussianDpEvent(self.noise_multiplier)
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["options"] = self.options.to_dict()
+    return dp_finetune.jsonable(d)
+
+
+def _composed(sigma: float, iterations: int) -> dp_accounting.DpEvent:
+  return dp_accounting.SelfComposedDpEvent(
+      dp_accounting.GaussianDpEvent(sigma), iterations)
+
+
+def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
+  """σ for T votes at (ε, δ); raises CbenchError if infeasible (no IO)."""
+  api.check_request(config)
+  o = parse_options(config)
+  check(num_records >= 1, f"Expected >= 1 private record; got {num_records}.")
+  delta = (config.delta if config.delta is not None
+           else api.default_delta(num_records))
+  if math.isinf(config.epsilon):
+    return Plan(math.inf, delta, num_records, config.num_docs, 0.0, math.inf,
+                o)
+  try:
+    sigma = accounting.calibrate_noise_multiplier(
+        lambda s: _composed(s, o.iterations), config.epsilon, delta,
+        "add_remove", time_limit_s=o.calibration_seconds,
+        max_sigma=o.max_noise_multiplier)
+  except CbenchError as e:
+    raise CbenchError(f"Infeasible epsilon={config.epsilon} for {METHOD} "
+                      f"with {o.iterations} iterations at delta={delta:.3g}"
+                      f" (noise above max_noise_multiplier="
+                      f"{o.max_noise_multiplier}).") from e
+  eps = accounting.epsilon(_composed(sigma, o.iterations), delta,
+                           "add_remove", ACCOUNTANT)
+  return Plan(config.epsilon, delta, num_records, config.num_docs, sigma,
+              eps, o)
+
+
+def check_feasible(config: api.SynthesisConfig, num_records: int) -> None:
+  plan(config, num_records)
+
+
+# ---------------------------------------------------------------------------
+# The private step
+
+
+@jax.jit
+def vote_counts(private_emb: jax.Array, valid: jax.Array,
+                candidates: jax.Array) -> jax.Array:
+  """Votes per candidate ``[N]`` float32: each valid private row ``[n, d]``
+  votes for its nearest candidate ``[N, d]`` (squared L2; ties: lowest
+  index). Padding rows (``valid`` False) vote for nobody."""
+  score = 2.0 * private_emb @ candidates.T - jnp.sum(
+      candidates * candidates, axis=1)[None, :]
+  nearest = jnp.argmax(score, axis=1)
+  return jax.ops.segment_sum(valid.astype(jnp.float32), nearest,
+                             num_segments=candidates.shape[0])
+
+
+@jax.jit
+def noisy_votes(private_emb: jax.Array, valid: jax.Array,
+                candidates: jax.Array, key: jax.Array,
+                sigma: jax.Array) -> jax.Array:
+  """`vote_counts` + N(0, σ²) per count (σ × sensitivity 1): the only
+  function here that reads private data; its output is the released
+  histogram."""
+  counts = vote_counts(private_emb, valid, candidates)
+  return counts + sigma * jax.random.normal(key, counts.shape, jnp.float32)
+
+
+def draw_population(noisy: np.ndarray, threshold: float, size: int,
+                    rng: np.random.Generator) -> np.ndarray:
+  """Indices of `size` candidates ∝ counts ≥ threshold (post-processing)."""
+  w = np.where(noisy >= threshold, np.maximum(noisy, 0.0), 0.0)
+  if w.sum() <= 0:
+    w = np.ones_like(w)
+  return rng.choice(len(w), size=size, replace=True, p=w / w.sum())
+
+
+# ---------------------------------------------------------------------------
+# The public calls
+
+
+def _encode(tok, texts: Sequence[str], limit: int) -> list[list[int]]:
+  return [list(ids)[:limit] for ids in tok.encode_batch(list(texts))]
+
+
+def embed(bundle, texts: Sequence[str], o: Options) -> np.ndarray:
+  """``[len(texts), d]`` float32 public embeddings (first embed_tokens)."""
+  tok = bundle.tokenizer
+  rows = [[tok.bos_id, *ids] for ids in _encode(tok, texts, o.embed_tokens)]
+  width = -(-(o.embed_tokens + 1) // 16) * 16
+  return private_prediction.embed_token_rows(
+      bundle.params, bundle.config, rows, width, o.embed_chunk
+  ).astype(np.float32)
+
+
+def _generate(bundle, prompts: list[list[int]], o: Options, key, mesh
+              ) -> list[list[int]]:
+  """Continuations of `prompts` (token ids with BOS) in fixed-size calls."""
+  tok = bundle.tokenizer
+  sampler = token_samplers.Temperature(o.temperature)
+  stop = prompt_lib.document_end_ids(tok)
+  width = -(-max(len(p) for p in prompts) // 16) * 16
+  out: list[list[int]] = []
+  for c in range(-(-len(prompts) // o.decode_batch)):
+    part = prompts[c * o.decode_batch:(c + 1) * o.decode_batch]
+    rows = np.full((o.decode_batch, width), tok.pad_id, np.int32)
+    for i, p in enumerate(part + [part[0]] * (o.decode_batch - len(part))):
+      rows[i, width - len(p):] = p
+    res = decoder.generate(bundle.params, bundle.config, rows,
+                           o.max_new_tokens, sampler,
+                           jax.random.fold_in(key, c), eos_id=tok.eos_id,
+                           pad_id=tok.pad_id, mesh=mesh,
+                           stop_token_ids=stop)
+    tokens, lengths = jax.device_get((res.tokens, res.lengths))
+    out.extend(t[:n].tolist() for t, n in zip(tokens[:len(part)],
+                                              lengths[:len(part)]))
+  return out
+
+
+def random_api(bundle, n: int, o: Options, key, mesh) -> list[str]:
+  """RANDOM: n documents from the public prompt."""
+  tok = bundle.tokenizer
+  prefix = _encode(tok, [o.public_prefix], 10**6)[0] if o.public_prefix \
+      else []
+  gen = _generate(bundle, [[tok.bos_id, *prefix]] * n, o, key, mesh)
+  return [tok.decode(prefix + g) for g in gen]
+
+
+def variation_api(bundle, texts: Sequence[str], o: Options, key, mesh
+                  ) -> list[str]:
+  """VARIATION: keep the first keep_fraction of each text, sample the rest."""
+  tok = bundle.tokenizer
+  ids = _encode(tok, texts, bundle.config.max_len - o.max_new_tokens - 2)
+  kept = [x[:max(1, int(math.ceil(o.keep_fraction * len(x))))] if x else []
+          for x in ids]
+  gen = _generate(bundle, [[tok.bos_id, *k] for k in kept], o, key, mesh)
+  return [tok.decode(k + g) for k, g in zip(kept, gen)]
+
+
+# ---------------------------------------------------------------------------
+# The run
+
+
+def _pop_path(work: str, t: int) -> str:
+  return os.path.join(work, f"population_{t}.jsonl")
+
+
+def _read_population(path: str) -> list[str]:
+  return [r["text"] for r in files.iter_jsonl(path, required=("text",))]
+
+
+def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
+        out_path: str, *,
+        after_charge: Optional[Callable[[int], None]] = None) -> dict:
+  """Writes ``out_path`` (synth.jsonl) and its ledger; returns the summary.
+
+  Args:
+    release_dir: the release (its train corpus is the private data).
+    base_dir: the base model (the generator and the public encoder).
+    config: the request (`api.SynthesisConfig`; options: `Options`).
+    out_path: ``*.jsonl`` output; ledger ``api.ledger_path(out_path)``.
+    after_charge: test hook, called with t after iteration t is charged
+      (raise in it to simulate a crash).
+
+  Raises:
+    CbenchError: infeasible ε or bad options (before any file is written),
+      a ledger of another run, an output file without its ledger.
+  """
+  start = time.monotonic()
+  release = release_lib.load_release(release_dir)
+  n = int(release.manifest["documents"]["by_split"]["train"])
+  p = plan(config, n)                                    # before any IO
+  o = p.options
+  ledger_file = api.ledger_path(out_path)
+  if os.path.exists(out_path) and not os.path.exists(ledger_file):
+    raise CbenchError(f"{out_path} exists without its ledger {ledger_file}; "
+                      f"refusing to overwrite documents without charges.")
+  bundle = model_store.load(base_dir)
+  check(o.max_new_tokens + 2 < bundle.config.max_len,
+        f"Option max_new_tokens={o.max_new_tokens} + 2 exceeds the base "
+        f"model's max_len={bundle.config.max_len}.")
+  texts = [r["text"] for r in release.corpus("train")]
+  check(len(texts) == n, f"{release_dir}: manifest says {n} train "
+        f"documents, corpus has {len(texts)}.")
+  binding = {"plan": p.to_dict(),
+             "config": dp_finetune.jsonable(config.to_dict()),
+             "release_train_sha256": release.manifest["files"].get(
+                 "corpus/train.jsonl"),
+             "base": dp_finetune.jsonable(bundle.info)}
+  header = ledger_lib.make_header(
+      relation="add_remove", sampler="none (every record votes)",
+      accountant=ACCOUNTANT, delta=p.delta,
+      config_hash=dp_finetune.config_hash(binding), config=binding,
+      method=METHOD, noise_multiplier=p.noise_multiplier,
+      iterations=o.iterations, threshold=o.threshold,
+      target_epsilon=dp_finetune.jsonable(p.target_epsilon),
+      planned_epsilon=dp_finetune.jsonable(p.planned_epsilon))
+  work = out_path + ".work"
+  os.makedirs(work, exist_ok=True)
+  key = jax.random.key(config.seed)
+  mesh = None
+  size = config.num_docs
+  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
+    dp_finetune.bind_workdir(work, header["config_hash"])
+    # Private embeddings, padded to whole chunks (fixed shapes).
+    chunk = o.embed_chunk
+    n_pad = -(-n // chunk) * chunk
+    priv = np.zeros((n_pad, bundle.config.d_model), np.float32)
+    priv[:n] = embed(bundle, texts, o)
+    valid = np.arange(n_pad) < n
+    if not os.path.exists(_pop_path(work, 0)):
+      files.write_jsonl(_pop_path(work, 0), (
+          {"text": t} for t in random_api(
+              bundle, size, o, jax.random.fold_in(key, _RANDOM_STREAM),
+              mesh)))
+    event = p.iteration_event()
+    for t in range(o.iterations):
+      if os.path.exists(_pop_path(work, t + 1)):
+        check(ledger.has(f"iteration:{t}"),
+              f"{work}: population {t + 1} exists but the ledger never "
+              f"charged iteration {t}; refusing to continue.")
+        continue
+      population = _read_population(_pop_path(work, t))
+      cand = embed(bundle, population, o)
+      vote_key = jax.random.fold_in(jax.random.fold_in(key, _VOTE_STREAM), t)
+      noisy = noisy_votes(jnp.asarray(priv), jnp.asarray(valid),
+                          jnp.asarray(cand), vote_key,
+                          jnp.float32(p.noise_multiplier))
+      fingerprint = ledger_lib.key_fingerprint(
+          np.asarray(jax.random.key_data(vote_key)).tobytes(), t)
+      ledger.charge(f"iteration:{t}", event,
+                    meta={"candidates": len(population),
+                          "noise_key": fingerprint})
+      if after_charge is not None:
+        after_charge(t)
+      counts = np.asarray(jax.device_get(noisy), np.float64)
+      files.write_json(os.path.join(work, f"votes_{t}.json"),
+                       {"noisy_counts": counts.tolist()})
+      rng = np.random.default_rng([config.seed, t])
+      drawn = draw_population(counts, o.threshold, size, rng)
+      varied = variation_api(
+          bundle, [population[i] for i in drawn], o,
+          jax.random.fold_in(jax.random.fold_in(key, _VARIATION_STREAM), t),
+          mesh)
+      files.write_jsonl(_pop_path(work, t + 1), ({"text": x} for x in varied))
+      log.info("synthesis %s: iteration %d/%d (%d candidates kept above the "
+               "threshold)", METHOD, t + 1, o.iterations,
+               int(np.sum(counts >= o.threshold)))
+    check(all(ledger.has(f"iteration:{t}") for t in range(o.iterations)),
+          f"{ledger_file}: not every iteration is charged.")
+    eps = ledger.epsilon()
+  final = _read_population(_pop_path(work, o.iterations))
+  files.write_jsonl(out_path, ({"id": f"d{i:06d}", "text": x}
+                               for i, x in enumerate(final)))
+  return {
+      "method": METHOD,
+      "epsilon": dp_finetune.jsonable(eps),
+      "target_epsilon": dp_finetune.jsonable(p.target_epsilon),
+      "delta": p.delta,
+      "relation": "add_remove",
+      "num_docs": len(final),
+      "noise_multiplier": p.noise_multiplier,
+      "iterations": o.iterations,
+      "threshold": o.threshold,
+      "seconds": time.monotonic() - start,
+      "out": out_path, "ledger": ledger_file, "workdir": work,
+  }
