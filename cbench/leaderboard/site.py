@@ -50,9 +50,11 @@ document.querySelectorAll('table.sortable th').forEach(function (th, i) {
   });
 });
 """
-_STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
+_STYLE = ("body{font-family:sans-serif;max-width:1500px;margin:1em auto;"
+          "padding:0 1em}"
           "table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-          "padding:4px 8px;text-align:right}td:first-child,th:first-child"
+          "padding:4px 8px;text-align:right;white-space:nowrap}"
+          "td:first-child,th:first-child"
           "{text-align:left}th{cursor:pointer;background:#f3f3f3}"
           "th[data-order=asc]::after{content:' ▲'}"
           "th[data-order=desc]::after{content:' ▼'}"
@@ -147,14 +149,21 @@ def accuracy_svg(records: Sequence[Mapping]) -> str:
     ax.errorbar(x, y, yerr=[[a - b for a, b in zip(y, lo)],
                             [b - a for a, b in zip(y, hi)]],
                 marker="o", capsize=3, label=method)
-  base = [r for r in records if r["method"] == "base"]
-  if base and base[0]["row"].get("public_test_exact"):
-    ax.axhline(100 * base[0]["row"]["public_test_exact"]["mean"],
-               color="grey", ls="--", label="base model")
+  for name, style in (("base", "--"), ("public_only", ":")):
+    ref = [r for r in records if r["method"] == name
+           and r["row"].get("public_test_exact")]
+    if ref:
+      ax.axhline(100 * ref[0]["row"]["public_test_exact"]["mean"],
+                 color="grey", ls=style,
+                 label="base model" if name == "base" else "public_only (ε=0)")
   ax.set_xscale("log")
-  ax.set_xlabel("ε (∞ drawn at the right)")
+  ticks = sorted({x for pts in by.values() for x, *_ in pts})
+  if ticks:
+    ax.set_xticks(ticks, ["∞" if t == right else f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+  ax.set_xlabel("ε")
   ax.set_ylabel("public-test exact match (%)")
-  if by or base:
+  if ax.get_legend_handles_labels()[0]:
     ax.legend(fontsize=7)
   return _svg(fig)
 
