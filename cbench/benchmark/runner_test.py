@@ -14,6 +14,8 @@ from cbench.benchmark import report
 from cbench.benchmark import runner
 from cbench.configs import micro
 from cbench.corpus import release as news_release
+from cbench.leaderboard import site
+from cbench.leaderboard import store
 from cbench.tracks.news import build as news_build
 from cbench.tracks.news import config as news_config
 from cbench.tracks.news import crawl_test as news_crawl_test
@@ -178,16 +180,20 @@ def test_own_synthetic_without_ledger_is_unverified(demo_release_dir, micro_base
   assert "**no**" in open(tmp_path / "w" / "results.md").read()
 
 
-def test_a_news_release_runs_through_the_same_grid(micro_base_dir, tmp_path):
+def test_a_news_release_runs_through_the_same_grid(
+    micro_base_dir, demo_release_dir, tmp_path):
   """No track-specific branch: the runner, harness and synthesis take a
-  News release (its exemplars, its corpus format) like a Geminon one."""
+  News release (its exemplars, its corpus format) like a Geminon one; both
+  go to one results store and one leaderboard site."""
   news = str(tmp_path / "news")
   news_build.build_release(news_config.make_config(
       "2026-03", news_crawl_test.FIXTURE, embedder="hashing",
       zero_shot_model=""), news)
   workdir = str(tmp_path / "bench")
+  results = str(tmp_path / "results.jsonl")
   rows = runner.run_benchmark(
-      _config(news, micro_base_dir, methods=("public_only",), num_docs=2),
+      _config(news, micro_base_dir, methods=("public_only",), num_docs=2,
+              results_store=results),
       workdir)
   assert [r["cell"] for r in rows] == ["base", "real", "public_only-eps0"]
   for r in rows:
@@ -200,6 +206,19 @@ def test_a_news_release_runs_through_the_same_grid(micro_base_dir, tmp_path):
   assert sum(1 for _ in open(synth)) == 2
   assert "cbench News release" in open(os.path.join(workdir,
                                                     "report.html")).read()
+  # A Geminon run into the same store; one site shows both tracks.
+  runner.run_benchmark(
+      _config(demo_release_dir, micro_base_dir, methods=("public_only",),
+              num_docs=2, results_store=results), str(tmp_path / "bench2"))
+  recs = store.read(results)
+  assert {(r["track"], r["release_id"]) for r in recs} == {
+      ("news", "2026-03"), ("geminon", "2026q4")}
+  assert len(recs) == 6
+  pages = site.build_site(recs, str(tmp_path / "site"))
+  assert sorted(pages) == ["geminon-2026q4.html", "index.html",
+                           "news-2026-03.html"]
+  news_page = open(tmp_path / "site" / "news-2026-03.html").read()
+  assert "cbench News release" in news_page          # its datasheet
 
 
 def test_audit_adds_an_exposure_table_beside_the_rows(
