@@ -39,6 +39,9 @@ _DELTA = flags.DEFINE_float("delta", None,
 _NUM_DOCS = flags.DEFINE_integer("num_docs", 100, "Documents to write.")
 _OUT = flags.DEFINE_string("out", None, "Output .jsonl path.")
 _SEED = flags.DEFINE_integer("seed", 0, "Randomness of the run.")
+_LIST = flags.DEFINE_bool("list_methods", False,
+                           "Print every method with its options and "
+                           "defaults, then exit.")
 _OPTION = flags.DEFINE_multi_string(
     "option", [], "Method option NAME=VALUE (repeatable), e.g. "
     "batch_size=64.")
@@ -47,6 +50,12 @@ _OPTION = flags.DEFINE_multi_string(
 def main(argv):
   if len(argv) > 1:
     raise CbenchError(f"Unexpected arguments: {argv[1:]}")
+  if _LIST.value:
+    for method, opts in api.describe_methods().items():
+      print(method)
+      for name, default in opts:
+        print(f"  --option={name}={default}")
+    return
   base = common.model_or_dir("base", _BASE.value, _MODEL.value,
                              required=False)
   for name, value in (("release", _RELEASE.value), ("base", base),

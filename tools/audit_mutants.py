@@ -11,11 +11,9 @@ monkeypatches in this process only, the same ones
 `cbench/audit/dpsgd_test.py` uses; prints the summary as one JSON line.
 """
 
-import dataclasses
 import json
 import math
 
-from absl import app
 from absl import flags
 
 from cbench import configs

@@ -46,6 +46,7 @@ from cbench.privacy import canaries
 from cbench.privacy import ledger as ledger_lib
 from cbench.privacy import one_run
 from cbench.synthesis import api
+from cbench.synthesis import common
 from cbench.synthesis import dp_finetune
 from cbench.train import text_data
 
@@ -228,7 +229,7 @@ def run_one_run_audit(release_dir: str, base_dir: str,
   base_losses = canary_losses(bundle.params, bundle.config, c.input_rows)
   sampler = p.make_sampler(config.seed, dp_finetune.pad_unit(o, mesh))
   binding = {"plan": p.to_dict(), "audit": dataclasses.asdict(audit),
-             "config": dp_finetune.jsonable(config.to_dict()),
+             "config": common.jsonable(config.to_dict()),
              "release_train_sha256": release.manifest["files"].get(
                  "corpus/train.jsonl"),
              "model_config": bundle.config.to_dict(),
@@ -236,7 +237,7 @@ def run_one_run_audit(release_dir: str, base_dir: str,
   header = dp_finetune.make_ledger_header(p, sampler, binding)
   ledger_file = os.path.join(workdir, "audit.ledger.jsonl")
   with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    dp_finetune.bind_workdir(workdir, header["config_hash"])
+    common.bind_workdir(workdir, header["config_hash"], "audit")
     result = dp_finetune.finetune(
         bundle.params, bundle.config, rows, p, workdir, ledger,
         seed=config.seed, mesh=mesh, stop_after=stop_after, audit=lay)
@@ -256,14 +257,14 @@ def run_one_run_audit(release_dir: str, base_dir: str,
            **{f"coins_{k}": v for k, v in coins.items()})
   summary = {
       "method": dp_finetune.METHOD,
-      "epsilon": dp_finetune.jsonable(eps),
-      "target_epsilon": dp_finetune.jsonable(p.target_epsilon),
+      "epsilon": common.jsonable(eps),
+      "target_epsilon": common.jsonable(p.target_epsilon),
       "delta": p.delta,
       "audit_delta": audit_delta,
-      "audit_epsilon": dp_finetune.jsonable(audit_eps),
+      "audit_epsilon": common.jsonable(audit_eps),
       "bounds": bounds(scores, coins, audit_delta, audit.alpha),
       "noise_multiplier": p.noise_multiplier,
-      "clip_norm": dp_finetune.jsonable(p.clip_norm),
+      "clip_norm": common.jsonable(p.clip_norm),
       "sampling_prob": p.sampling_prob,
       "steps": p.steps,
       "records": n, "canaries": m,

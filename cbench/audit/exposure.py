@@ -50,7 +50,6 @@ from cbench.harness import finetune as harness_finetune
 from cbench.io import files
 from cbench.models import model_store
 from cbench.models import registry
-from cbench.models import transformer as tf
 from cbench.privacy import one_run
 from cbench.synthesis import api
 from cbench.train import lm_train
@@ -87,7 +86,7 @@ class ExposureConfig:
           f"Expected singles={self.singles} to be 0 or >= 2.")
     check(all(k >= 1 for k in self.repeats),
           f"Expected repeats {self.repeats} >= 1.")
-    check(self.per_repeat >= 0, f"Expected per_repeat >= 0.")
+    check(self.per_repeat >= 0, "Expected per_repeat >= 0.")
     check(2 <= self.candidates <= 900_000,
           f"Expected 2 <= candidates={self.candidates} <= 900000.")
     check(0 < self.alpha < 1, f"Expected 0 < alpha={self.alpha} < 1.")

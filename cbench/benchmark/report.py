@@ -197,7 +197,7 @@ def _audit_html(rows: Sequence[Mapping]) -> str:
             "chance (bits)", "verbatim by k"]
   body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
                  + "</tr>" for row in audited)
-  return (f"<h2>Privacy audit (canary exposure)</h2><table><tr>"
+  return ("<h2>Privacy audit (canary exposure)</h2><table><tr>"
           + "".join(f"<th>{html.escape(h)}</th>" for h in header)
           + f"</tr>{body}</table><p>Canaries inserted into a copy of the "
           "private corpus; the membership bound (one-run, 95%) must stay "

@@ -66,8 +66,8 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
   binding_path = os.path.join(workdir, "run.json")
   if os.path.exists(binding_path):
     bound = files.read_json(binding_path)
-    if bound != _jsonable(expected):
-      diff = sorted(k for k in expected if bound.get(k) != _jsonable(expected)[k])
+    if bound != _json_roundtrip(expected):
+      diff = sorted(k for k in expected if bound.get(k) != _json_roundtrip(expected)[k])
       raise CbenchError(f"{workdir} belongs to another fine-tuning run "
                         f"({diff} differ); use a new --workdir.")
     if model_store.is_done(workdir):
@@ -95,7 +95,7 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
                                 stop_after=stop_after, replay=replay)
   if stop_after is not None and train_info["steps"] < recipe.num_steps:
     return {"stopped_at": train_info["steps"]}
-  info = {**_jsonable(expected), "train": train_info,
+  info = {**_json_roundtrip(expected), "train": train_info,
           "num_docs": rows.num_rows, "truncated_docs": rows.truncated,
           "base_info": base.info.get("pretrain_config")}
   model_store.finish(workdir, params, info)
@@ -116,7 +116,7 @@ def check_base_recipe(harness: HarnessConfig, base_dir: str) -> None:
   done = os.path.join(base_dir, model_store.DONE)
   stored = files.read_json(done).get("pretrain_config") if os.path.exists(
       done) else None
-  want = _jsonable(harness.pretrain.to_dict())
+  want = _json_roundtrip(harness.pretrain.to_dict())
   if stored is not None and stored != want:
     diff = sorted(k for k in set(stored) | set(want)
                   if stored.get(k) != want.get(k))
@@ -132,7 +132,7 @@ def _fit_width(tokens, width):
   return np.pad(tokens, ((0, 0), (0, width - tokens.shape[1])))
 
 
-def _jsonable(obj):
+def _json_roundtrip(obj):
   return json.loads(json.dumps(obj, sort_keys=True))
 
 

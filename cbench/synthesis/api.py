@@ -118,6 +118,21 @@ def check_feasible(config: SynthesisConfig, num_records: int) -> None:
     fn(config, num_records)
 
 
+def method_module(method: str):
+  """The module implementing `method` (its `Options`, `plan`, `run`)."""
+  _validate.one_of("method", method, METHODS)
+  return importlib.import_module(_METHODS[method].split(":")[0])
+
+
+def describe_methods() -> dict[str, list[tuple[str, Any]]]:
+  """method -> [(option, default), ...] for every registered method."""
+  out = {}
+  for m in METHODS:
+    opts = getattr(method_module(m), "Options")
+    out[m] = [(f.name, f.default) for f in dataclasses.fields(opts)]
+  return out
+
+
 def _resolve(method: str) -> Callable[..., dict]:
   module, fn = _METHODS[method].split(":")
   return getattr(importlib.import_module(module), fn)

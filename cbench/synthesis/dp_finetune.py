@@ -91,7 +91,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
@@ -108,7 +107,6 @@ import numpy as np
 import optax
 
 from cbench import _validate
-from cbench import options as options_lib
 from cbench._validate import CbenchError, check
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
@@ -127,6 +125,7 @@ from cbench.privacy import dpsgd
 from cbench.privacy import ghost
 from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api
+from cbench.synthesis import common
 from cbench.text import prompts as prompt_lib
 from cbench.train import lm_train
 from cbench.train import loop
@@ -215,13 +214,7 @@ class Options:
 
 def parse_options(config: api.SynthesisConfig) -> Options:
   """Validated `Options`; unknown names or bad values raise CbenchError."""
-  fields = {f.name: f for f in dataclasses.fields(Options)}
-  values = {}
-  for name, value in config.options:
-    check(name in fields, f"Unknown synthesis option {name!r} for method "
-          f"{METHOD}; known: {sorted(fields)}.")
-    values[name] = options_lib.coerce(name, value, fields[name].default)
-  o = Options(**values)
+  o = Options(**common.parse_options(Options, config.options, METHOD))
   for name in ("steps", "seq_len", "pad_unit", "lora_rank", "max_new_tokens",
                "decode_batch", "checkpoint_every", "log_every"):
     check(getattr(o, name) >= 1,
@@ -305,24 +298,7 @@ class Plan:
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["options"] = self.options.to_dict()
-    return jsonable(d)
-
-
-def jsonable(x: Any) -> Any:
-  """inf/nan floats -> strings, tuples -> lists (canonical JSON)."""
-  if isinstance(x, dict):
-    return {str(k): jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [jsonable(v) for v in x]
-  if isinstance(x, np.integer):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    x = float(x)
-    if math.isinf(x):
-      return "inf" if x > 0 else "-inf"
-    if math.isnan(x):
-      return "nan"
-  return x
+    return common.jsonable(d)
 
 
 def composed_epsilon(step_event: dp_accounting.DpEvent, steps: int,
@@ -389,7 +365,9 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
     sigma *= 1.0 + 1e-4
     eps = composed_epsilon(event(sigma), o.steps, delta, o.relation)
   else:
-    raise AssertionError(f"Could not fit epsilon={config.epsilon}.")
+    raise CbenchError(f"Infeasible: method={METHOD} cannot fit epsilon="
+                      f"{config.epsilon} (delta={delta:.3g}); raise "
+                      f"epsilon.")
   check(sigma <= o.max_noise_multiplier,
         f"Infeasible: epsilon={config.epsilon} needs noise_multiplier "
         f"{sigma:.4g} > option max_noise_multiplier="
@@ -624,7 +602,7 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
   charge = ledger_lib.StepChargeHook(
       ledger, p.step_event(),
       meta={"noise_multiplier": p.noise_multiplier,
-            "clip_norm": jsonable(p.clip_norm)},
+            "clip_norm": common.jsonable(p.clip_norm)},
       key_data=np.asarray(jax.random.key_data(noise_key)).tobytes())
   executed = [0]
 
@@ -679,34 +657,18 @@ def sample_documents(params: PyTree, model_config: config_lib.ModelConfig,
 # The run
 
 
-def config_hash(obj: dict) -> str:
-  blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-  return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def make_ledger_header(p: Plan, sampler, binding: dict) -> dict:
   """The ledger header of a plan (relation, sampler, sigma, C, q, T, delta)."""
   return ledger_lib.make_header(
       relation=p.relation, sampler=sampler.describe(), accountant=ACCOUNTANT,
-      delta=p.delta, config_hash=config_hash(binding), config=binding,
+      delta=p.delta, config_hash=common.config_hash(binding), config=binding,
       value_discretization_interval=VDI, method=METHOD,
-      noise_multiplier=p.noise_multiplier, clip_norm=jsonable(p.clip_norm),
+      noise_multiplier=p.noise_multiplier, clip_norm=common.jsonable(p.clip_norm),
       sampling_prob=p.sampling_prob, steps=p.steps,
       expected_batch_size=p.expected_batch_size,
-      target_epsilon=jsonable(p.target_epsilon),
-      planned_epsilon=jsonable(p.planned_epsilon),
+      target_epsilon=common.jsonable(p.target_epsilon),
+      planned_epsilon=common.jsonable(p.planned_epsilon),
       trainable=p.options.trainable, clipping=p.options.clipping)
-
-
-def bind_workdir(workdir: str, config_hash: str) -> None:
-  path = os.path.join(workdir, "run.json")
-  if os.path.exists(path):
-    bound = files.read_json(path).get("config_hash")
-    check(bound == config_hash,
-          f"{workdir} belongs to another dp_finetune run (config hash "
-          f"{bound} != {config_hash}); remove it or use another --out.")
-    return
-  files.write_json(path, {"config_hash": config_hash})
 
 
 def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
@@ -758,16 +720,16 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
         f"documents, corpus has {len(texts)}.")
   rows = text_data.tokenize_rows(texts, tok, o.seq_len)
   sampler = p.make_sampler(config.seed, pad_unit(o, mesh))
-  binding = {"plan": p.to_dict(), "config": jsonable(config.to_dict()),
+  binding = {"plan": p.to_dict(), "config": common.jsonable(config.to_dict()),
              "release_train_sha256": release.manifest["files"].get(
                  "corpus/train.jsonl"),
-             "base": config_hash(jsonable(bundle.info)),
+             "base": common.config_hash(common.jsonable(bundle.info)),
              "model_config": bundle.config.to_dict(),
              "pad_unit": sampler.pad_unit}
   header = make_ledger_header(p, sampler, binding)
   os.makedirs(workdir, exist_ok=True)
   with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    bind_workdir(workdir, header["config_hash"])
+    common.bind_workdir(workdir, header["config_hash"], METHOD)
     result = finetune(bundle.params, bundle.config, rows, p, workdir, ledger,
                       seed=config.seed, mesh=mesh, stop_after=stop_after)
     if result.step < p.steps:
@@ -788,8 +750,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   sample_seconds = time.monotonic() - t1
   return {
       "method": METHOD,
-      "epsilon": jsonable(eps),
-      "target_epsilon": jsonable(p.target_epsilon),
+      "epsilon": common.jsonable(eps),
+      "target_epsilon": common.jsonable(p.target_epsilon),
       "delta": p.delta,
       "num_docs": len(docs),
       "noise_multiplier": p.noise_multiplier,
@@ -798,7 +760,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       "executed_steps": result.executed,
       "expected_batch_size": p.expected_batch_size,
       "sampling_prob": p.sampling_prob,
-      "clip_norm": jsonable(p.clip_norm),
+      "clip_norm": common.jsonable(p.clip_norm),
       "relation": p.relation,
       "trainable": o.trainable,
       "clipping": o.clipping,

@@ -40,12 +40,11 @@ recomputation draws the same noise and is never charged twice.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import os
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import dp_accounting
 import jax
@@ -53,7 +52,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from cbench import _validate
-from cbench import options as options_lib
 from cbench._validate import CbenchError, check
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
@@ -63,7 +61,7 @@ from cbench.models import model_store
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api
-from cbench.synthesis import dp_finetune
+from cbench.synthesis import common
 from cbench.synthesis import private_prediction
 from cbench.text import prompts as prompt_lib
 
@@ -110,13 +108,7 @@ class Options:
 
 def parse_options(config: api.SynthesisConfig) -> Options:
   """Validated `Options`; an unknown name or bad value raises CbenchError."""
-  fields = {f.name: f for f in dataclasses.fields(Options)}
-  values = {}
-  for name, value in config.options:
-    check(name in fields, f"Unknown synthesis option {name!r} for method "
-          f"{METHOD}; known: {sorted(fields)}.")
-    values[name] = options_lib.coerce(name, value, fields[name].default)
-  o = Options(**values)
+  o = Options(**common.parse_options(Options, config.options, METHOD))
   for name in ("iterations", "max_new_tokens", "embed_tokens",
                "decode_batch", "embed_chunk"):
     check(getattr(o, name) >= 1,
@@ -151,7 +143,7 @@ class Plan:
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["options"] = self.options.to_dict()
-    return dp_finetune.jsonable(d)
+    return common.jsonable(d)
 
 
 def _composed(sigma: float, iterations: int) -> dp_accounting.DpEvent:
@@ -334,25 +326,25 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   check(len(texts) == n, f"{release_dir}: manifest says {n} train "
         f"documents, corpus has {len(texts)}.")
   binding = {"plan": p.to_dict(),
-             "config": dp_finetune.jsonable(config.to_dict()),
+             "config": common.jsonable(config.to_dict()),
              "release_train_sha256": release.manifest["files"].get(
                  "corpus/train.jsonl"),
-             "base": dp_finetune.jsonable(bundle.info)}
+             "base": common.jsonable(bundle.info)}
   header = ledger_lib.make_header(
       relation="add_remove", sampler="none (every record votes)",
       accountant=ACCOUNTANT, delta=p.delta,
-      config_hash=dp_finetune.config_hash(binding), config=binding,
+      config_hash=common.config_hash(binding), config=binding,
       method=METHOD, noise_multiplier=p.noise_multiplier,
       iterations=o.iterations, threshold=o.threshold,
-      target_epsilon=dp_finetune.jsonable(p.target_epsilon),
-      planned_epsilon=dp_finetune.jsonable(p.planned_epsilon))
+      target_epsilon=common.jsonable(p.target_epsilon),
+      planned_epsilon=common.jsonable(p.planned_epsilon))
   work = out_path + ".work"
   os.makedirs(work, exist_ok=True)
   key = jax.random.key(config.seed)
   mesh = None
   size = config.num_docs
   with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    dp_finetune.bind_workdir(work, header["config_hash"])
+    common.bind_workdir(work, header["config_hash"], METHOD)
     # Private embeddings, padded to whole chunks (fixed shapes).
     chunk = o.embed_chunk
     n_pad = -(-n // chunk) * chunk
@@ -405,8 +397,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
                                for i, x in enumerate(final)))
   return {
       "method": METHOD,
-      "epsilon": dp_finetune.jsonable(eps),
-      "target_epsilon": dp_finetune.jsonable(p.target_epsilon),
+      "epsilon": common.jsonable(eps),
+      "target_epsilon": common.jsonable(p.target_epsilon),
       "delta": p.delta,
       "relation": "add_remove",
       "num_docs": len(final),

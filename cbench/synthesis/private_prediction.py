@@ -189,6 +189,7 @@ from cbench.privacy import ledger as ledger_lib
 from cbench.privacy import pp_accounting as ppa
 from cbench.synthesis import api
 from cbench.synthesis import batching
+from cbench.synthesis import common
 from cbench.synthesis import private_samplers
 from cbench.text import prompts as prompts_lib
 
@@ -275,28 +276,20 @@ class Options:
   prefix_tokens: int = 64
 
   def to_dict(self) -> dict:
-    return _jsonable(dataclasses.asdict(self))
+    return common.jsonable(dataclasses.asdict(self))
 
 
 def parse_options(config: api.SynthesisConfig) -> Options:
   """Validated `Options` of a config; unknown names raise CbenchError."""
-  fields = {f.name: f for f in dataclasses.fields(Options)}
-  values = {}
-  for name, value in config.options:
-    check(name in fields, f"Unknown synthesis option {name!r} for method "
-          f"{config.method}; known: {sorted(fields)}.")
-    default = fields[name].default
-    if name == "public_prefix":
-      value = "" if value is None else str(value)
-    elif name == "batch_size":
-      if not (isinstance(value, str) and value == "auto"):
-        value = options_lib.coerce(name, value, 0)
-    elif name == "num_batches":
-      value = (None if value in (None, "None", "")
-               else options_lib.coerce(name, value, 0))
-    else:
-      value = options_lib.coerce(name, value, default)
-    values[name] = value
+  special = {
+      "public_prefix": lambda v: "" if v is None else str(v),
+      "batch_size": lambda v: v if isinstance(v, str) and v == "auto"
+                              else options_lib.coerce("batch_size", v, 0),
+      "num_batches": lambda v: None if v in (None, "None", "")
+                               else options_lib.coerce("num_batches", v, 0),
+  }
+  values = common.parse_options(Options, config.options, config.method,
+                                special)
   if values.get("batch_size") is None:
     values["batch_size"] = ("auto" if config.method == "private_prediction"
                             else 32)
@@ -415,24 +408,7 @@ class Plan:
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["options"] = self.options.to_dict()
-    return _jsonable(d)
-
-
-def _jsonable(x: Any) -> Any:
-  """inf/nan floats -> strings, tuples -> lists (for canonical JSON)."""
-  if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, (np.integer,)):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    x = float(x)
-    if math.isinf(x):
-      return "inf" if x > 0 else "-inf"
-    if math.isnan(x):
-      return "nan"
-  return x
+    return common.jsonable(d)
 
 
 def _ledger_epsilon(event: dp_accounting.DpEvent, delta: float) -> float:
@@ -525,7 +501,9 @@ def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
     if _ledger_epsilon(cand.planned_event(), delta) <= target:
       return cand
     shrink *= 1.0 - 1e-6
-  raise AssertionError(f"Could not fit epsilon={target} for {method}.")
+  raise CbenchError(f"Infeasible: method={method} cannot fit epsilon="
+                    f"{target} (delta={delta:.3g}, batch_size={s}, "
+                    f"{rounds} rounds); raise epsilon.")
 
 
 def plan(config: api.SynthesisConfig, num_records: int,
@@ -937,12 +915,7 @@ def expost_total(batch_expost: Sequence[tuple[int, Any]],
   for b, e in batch_expost:
     per_batch[int(b)] = per_batch.get(int(b), 0.0) + _as_float(e)
   total = _as_float(counts_epsilon) + max(per_batch.values(), default=0.0)
-  return _jsonable(total)
-
-
-def _config_hash(obj: dict) -> str:
-  blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-  return hashlib.sha256(blob.encode()).hexdigest()
+  return common.jsonable(total)
 
 
 # ---------------------------------------------------------------------------
@@ -1156,20 +1129,20 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   if p.counts_laplace_scale is not None:
     counts_eps = (math.inf if math.isinf(p.counts_laplace_scale)
                   else 1.0 / p.counts_laplace_scale)
-  binding = {"plan": p.to_dict(), "config": _jsonable(config.to_dict()),
+  binding = {"plan": p.to_dict(), "config": common.jsonable(config.to_dict()),
              "release_train_sha256": release.manifest["files"].get(
                  "corpus/train.jsonl"),
-             "base": _config_hash(_jsonable(bundle.info)),
+             "base": common.config_hash(common.jsonable(bundle.info)),
              "end_token_ids": list(end_ids)}
   header = ledger_lib.make_header(
       relation=_LEDGER_RELATION, accountant=_ACCOUNTANT, delta=p.delta,
       sampler={"name": type(sampler).__name__,
-               "parameters": _jsonable(p.parameters)},
-      config_hash=_config_hash(binding), config=binding,
-      method=p.method, parameters=_jsonable(p.parameters),
+               "parameters": common.jsonable(p.parameters)},
+      config_hash=common.config_hash(binding), config=binding,
+      method=p.method, parameters=common.jsonable(p.parameters),
       mechanism_relation=p.options.relation,
-      target_epsilon=_jsonable(p.target_epsilon),
-      counts_pure_epsilon=_jsonable(counts_eps))
+      target_epsilon=common.jsonable(p.target_epsilon),
+      counts_pure_epsilon=common.jsonable(counts_eps))
   mesh = None
   if p.options.mesh:
     mesh = mesh_lib.make_mesh()
@@ -1229,8 +1202,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
         f"{out_totals}.")
   return {
       "method": p.method,
-      "epsilon": _jsonable(eps),
-      "target_epsilon": _jsonable(p.target_epsilon),
+      "epsilon": common.jsonable(eps),
+      "target_epsilon": common.jsonable(p.target_epsilon),
       "delta": p.delta,
       "relation": p.options.relation,
       "num_docs": out_totals["documents"],
@@ -1238,7 +1211,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       "private_tokens": out_totals["private_tokens"],
       "private_token_fraction": (out_totals["private_tokens"]
                                  / max(out_totals["tokens"], 1)),
-      "parameters": _jsonable(p.parameters),
+      "parameters": common.jsonable(p.parameters),
       "batch_size": p.batch_size, "num_batches": p.num_batches,
       "rounds": p.rounds, "resumed_rounds": resumed,
       "seconds": time.monotonic() - start,
