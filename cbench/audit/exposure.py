@@ -17,7 +17,8 @@ canary's secret came through:
 * exposure (Carlini et al., "The Secret Sharer", arXiv 1802.08232) =
   log2 R - log2 rank, with rank the true secret's place among the R
   candidates by the fine-tuned model's log-likelihood of the sentence;
-  excluded singles give the chance level (mean log2 R - log2 ((R+1)/2));
+  excluded singles measure the chance level, `chance_exposure` (R = 100:
+  1.40 bits, the mean for a uniform rank);
 * verbatim: a synthetic document holds the canary's name and its secret;
   near-verbatim: one holds the secret and the canary's first name;
 * the membership score of a single ranks verbatim hits first, then
@@ -221,6 +222,12 @@ def verbatim(texts: Sequence[str], specs: Sequence[dict]
   return full, near
 
 
+def chance_exposure(r: int) -> float:
+  """Mean exposure when the secret's rank is uniform on 1..R (a model that
+  knows nothing): log2 R - mean(log2 k), about log2 e = 1.44 bits."""
+  return math.log2(r) - float(np.mean(np.log2(np.arange(1, r + 1))))
+
+
 def summarize(specs: Sequence[dict], exposure: np.ndarray,
               posterior: np.ndarray, full: np.ndarray, near: np.ndarray,
               epsilon: Any, delta: float, config: ExposureConfig) -> dict:
@@ -249,7 +256,7 @@ def summarize(specs: Sequence[dict], exposure: np.ndarray,
   return {
       "epsilon": epsilon, "delta": delta, "candidates": r,
       "max_exposure_bits": math.log2(r),
-      "chance_exposure_bits": math.log2(r) - math.log2((r + 1) / 2),
+      "chance_exposure_bits": chance_exposure(r),
       "excluded_mean_exposure": float(exposure[out_sel].mean())
       if out_sel.any() else None,
       "excluded_verbatim": int(full[out_sel].sum()),

@@ -87,3 +87,12 @@ def test_canaries_are_reproducible_and_coins_only_on_singles():
   assert len({c["name"] for c in a}) == len(a)
   with pytest.raises(CbenchError, match="candidates"):
     exposure.ExposureConfig(candidates=1)
+
+
+def test_chance_exposure_is_the_mean_over_a_uniform_rank():
+  rng = np.random.default_rng(0)
+  ll = rng.normal(size=(20_000, 100))                # a model that knows nothing
+  specs = [{"candidates": [str(i) for i in range(100)], "secret": "7"}] * 1
+  exp, _ = exposure.exposures(ll[:, :], specs * len(ll))
+  assert exp.mean() == pytest.approx(exposure.chance_exposure(100), abs=0.03)
+  assert exposure.chance_exposure(100) == pytest.approx(1.396, abs=1e-3)
