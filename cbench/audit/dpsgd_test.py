@@ -47,9 +47,14 @@ def _run(tmp_path, release, base, name, seed):
                                      _audit(seed), str(tmp_path / name))
 
 
-def test_correct_run_stays_below_the_ledger_epsilon(
-    tmp_path, demo_release_dir, micro_base_dir):
-  s = _run(tmp_path, demo_release_dir, micro_base_dir, "ok", _seed())
+@pytest.fixture(scope="module")
+def correct_run(tmp_path_factory, demo_release_dir, micro_base_dir):
+  root = tmp_path_factory.mktemp("audit_ok")
+  return root, _run(root, demo_release_dir, micro_base_dir, "ok", _seed())
+
+
+def test_correct_run_stays_below_the_ledger_epsilon(correct_run):
+  tmp_path, s = correct_run
   assert 0.9 * EPS <= s["epsilon"] <= EPS
   assert s["audit_delta"] == s["delta"] and s["audit_epsilon"] == s["epsilon"]
   for name, b in s["bounds"].items():
@@ -59,6 +64,23 @@ def test_correct_run_stays_below_the_ledger_epsilon(
     assert z["coins_probe_max"].shape == (512,)
   audit_lib.check_not_broken(s)
   assert os.path.exists(tmp_path / "ok" / audit_lib.SUMMARY)
+
+
+def test_killed_audit_resumes_to_the_same_scores(
+    tmp_path, correct_run, demo_release_dir, micro_base_dir):
+  ok_dir, ok = correct_run
+  w = str(tmp_path / "resumed")
+  stopped = audit_lib.run_one_run_audit(
+      demo_release_dir, micro_base_dir, _request(seed=_seed()),
+      _audit(_seed()), w, stop_after=25)
+  assert stopped["stopped_at"] == 25
+  s = audit_lib.run_one_run_audit(demo_release_dir, micro_base_dir,
+                                  _request(seed=_seed()), _audit(_seed()), w)
+  assert s["bounds"] == ok["bounds"] and s["epsilon"] == ok["epsilon"]
+  with np.load(os.path.join(w, "scores.npz")) as a, np.load(
+      ok_dir / "ok" / "scores.npz") as b:
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k])
 
 
 def test_quarter_noise_is_caught(tmp_path, monkeypatch, demo_release_dir,
