@@ -1,4 +1,5 @@
-"""submit + leaderboard binaries: a hand-written submission goes through the
+"""submit + leaderboard binaries (the end-to-end test is `slow`: ~90 s;
+`submission_test`, `store_test` and `site_test` cover its parts in-process): a hand-written submission goes through the
 harness into the store and onto the site marked "as declared"; a tampered
 ledger is refused in one line and the store is left as it was."""
 
@@ -26,6 +27,7 @@ def _run(module, *args):
                         capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_submission_to_site_and_tampered_ledger(root, tmp_path):
   release = fixtures.demo_release(root)
   base = fixtures.micro_base_model(root)

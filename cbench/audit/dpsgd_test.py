@@ -66,6 +66,7 @@ def test_correct_run_stays_below_the_ledger_epsilon(correct_run):
   assert os.path.exists(tmp_path / "ok" / audit_lib.SUMMARY)
 
 
+@pytest.mark.slow
 def test_killed_audit_resumes_to_the_same_scores(
     tmp_path, correct_run, demo_release_dir, micro_base_dir):
   ok_dir, ok = correct_run

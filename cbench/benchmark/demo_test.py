@@ -3,12 +3,15 @@ grid, results store and leaderboard site; a second run only reads."""
 
 import os
 
+import pytest
+
 from cbench.benchmark import demo
 from cbench.benchmark import runner
 from cbench.configs import micro
 from cbench.leaderboard import store
 
 
+@pytest.mark.slow
 def test_demo_writes_results_store_and_site(tmp_path):
   config = demo.DemoConfig(
       release_id="2026q4", size="mini",

@@ -183,8 +183,9 @@ def test_own_synthetic_without_ledger_is_unverified(demo_release_dir, micro_base
 def test_a_news_release_runs_through_the_same_grid(
     micro_base_dir, demo_release_dir, tmp_path):
   """No track-specific branch: the runner, harness and synthesis take a
-  News release (its exemplars, its corpus format) like a Geminon one; both
-  go to one results store and one leaderboard site."""
+  News release (its exemplars, its corpus format) like a Geminon one. Its
+  rows go to a results store (the Geminon run beside it and the one site
+  for both are `test_both_tracks_share_one_store_and_site`, slow)."""
   news = str(tmp_path / "news")
   news_build.build_release(news_config.make_config(
       "2026-03", news_crawl_test.FIXTURE, embedder="hashing",
@@ -206,6 +207,20 @@ def test_a_news_release_runs_through_the_same_grid(
   assert sum(1 for _ in open(synth)) == 2
   assert "cbench News release" in open(os.path.join(workdir,
                                                     "report.html")).read()
+  assert {r["release_id"] for r in store.read(results)} == {"2026-03"}
+
+
+@pytest.mark.slow
+def test_both_tracks_share_one_store_and_site(
+    micro_base_dir, demo_release_dir, tmp_path):
+  news = str(tmp_path / "news")
+  news_build.build_release(news_config.make_config(
+      "2026-03", news_crawl_test.FIXTURE, embedder="hashing",
+      zero_shot_model=""), news)
+  results = str(tmp_path / "results.jsonl")
+  runner.run_benchmark(
+      _config(news, micro_base_dir, methods=("public_only",), num_docs=2,
+              results_store=results), str(tmp_path / "bench"))
   # A Geminon run into the same store; one site shows both tracks.
   runner.run_benchmark(
       _config(demo_release_dir, micro_base_dir, methods=("public_only",),
@@ -221,6 +236,7 @@ def test_a_news_release_runs_through_the_same_grid(
   assert "cbench News release" in news_page          # its datasheet
 
 
+@pytest.mark.slow
 def test_audit_adds_an_exposure_table_beside_the_rows(
     demo_release_dir, micro_base_dir, tmp_path):
   workdir = str(tmp_path / "bench")

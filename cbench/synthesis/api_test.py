@@ -39,7 +39,8 @@ class _Recorder:
 
 def test_methods_are_the_documented_ones():
   assert set(api.METHODS) == {"public_only", "private_prediction",
-                              "invisible_ink", "cluster_median", "dp_finetune"}
+                              "invisible_ink", "cluster_median", "dp_finetune",
+                              "private_evolution"}
 
 
 @pytest.mark.parametrize("method", ["public_only", "private_prediction",
