@@ -72,11 +72,7 @@ def main(argv):
     raise CbenchError(f"--method={_METHOD.value!r} is not one of "
                       f"{list(api.METHODS)}.")
   release = release_lib.load_release(_RELEASE.value)
-  config = _CONFIG.load(registry.get(release.track).defaults.config)
-  config = getattr(config, "benchmark", config)
-  if not isinstance(config, runner.BenchmarkConfig):
-    raise CbenchError(f"--config gives a {type(config).__name__}, not a "
-                      f"benchmark config.")
+  config = _CONFIG.benchmark(registry.get(release.track).defaults.config)
   seed = common.parse_seed(_AUDIT_SEED.value, "--audit_seed")
   syn = runner.synthesis_config(config, _METHOD.value,
                                 common.parse_epsilon(_EPSILON.value))

@@ -22,6 +22,7 @@ import numpy as np
 
 from cbench import configs
 from cbench._validate import CbenchError
+from cbench.benchmark import runner
 from cbench.parallel import mesh
 
 
@@ -75,6 +76,20 @@ class ConfigFlags:
     """The config (--config, else `default`) with every --override applied
     (CbenchError if bad)."""
     return configs.load(self._config.value or default, self._override.value)
+
+  def benchmark(self, track_default: str):
+    """The loaded config's `BenchmarkConfig` (a demo config wraps one);
+    `track_default` names the config when --config is absent.
+
+    Raises:
+      CbenchError: the config is not a benchmark config.
+    """
+    config = self.load(track_default)
+    config = getattr(config, "benchmark", config)
+    if not isinstance(config, runner.BenchmarkConfig):
+      raise CbenchError(f"--config gives a {type(config).__name__}, not a "
+                        f"benchmark config.")
+    return config
 
   def harness(self):
     """The harness recipe of the loaded config."""

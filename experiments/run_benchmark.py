@@ -112,11 +112,7 @@ def make_config() -> runner.BenchmarkConfig:
   manifest = os.path.join(_RELEASE.value or "", "manifest.json")
   default = (registry.get(release_lib.load_release(_RELEASE.value).track)
              .defaults.config if os.path.exists(manifest) else "tiny")
-  config = _CONFIG.load(default)
-  config = getattr(config, "benchmark", config)  # The demo config wraps one.
-  if not isinstance(config, runner.BenchmarkConfig):
-    raise CbenchError(f"--config gives a {type(config).__name__}, not a "
-                      f"benchmark config.")
+  config = _CONFIG.benchmark(default)
   config = dataclasses.replace(
       config, **{k: v for k, v in given.items() if v is not None})
   if _NO_REFERENCE.value:

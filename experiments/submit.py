@@ -21,7 +21,6 @@ import json
 from absl import flags
 
 from cbench._validate import CbenchError
-from cbench.benchmark import runner
 from cbench.benchmark import submit
 from cbench.corpus import release as release_lib
 from cbench.tracks import registry
@@ -45,11 +44,7 @@ def main(argv):
     if not value:
       raise CbenchError(f"--{name} is required.")
   release = release_lib.load_release(_RELEASE.value)
-  config = _CONFIG.load(registry.get(release.track).defaults.config)
-  config = getattr(config, "benchmark", config)
-  if not isinstance(config, runner.BenchmarkConfig):
-    raise CbenchError(f"--config gives a {type(config).__name__}, not a "
-                      f"benchmark config.")
+  config = _CONFIG.benchmark(registry.get(release.track).defaults.config)
   if _BASE.value:
     config = dataclasses.replace(config, base_dir=_BASE.value)
   record = submit.submit(release.root, _SUBMISSION.value, _WORKDIR.value,
