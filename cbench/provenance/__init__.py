@@ -1,0 +1,1 @@
+"""Learning from synthetic data: ERM vs provenance-aware learners."""
