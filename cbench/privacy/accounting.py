@@ -206,18 +206,20 @@ def calibrate_noise_multiplier(
     max_sigma: float = 1e4) -> float:
   """Smallest sigma found with PLD epsilon(make_event(sigma)) <= target.
 
-  Bracketed bisection in log(sigma). The returned sigma is always one whose
-  epsilon was *computed* to be <= target (never undershoots): when the time
-  limit is hit, the best such sigma so far is returned. Raises `CbenchError`
-  if no sigma <= max_sigma meets the target within the time limit.
-  `target_epsilon = inf` returns 0.0 (non-private, same code path).
+  Bracketed bisection in log(sigma) to relative width `rtol`. The returned
+  sigma is always one whose epsilon was *computed* to be <= target (never
+  undershoots), and it is a deterministic function of the arguments: the
+  time limit never shortens the search (a plan must not depend on how busy
+  the machine is); exceeding it raises `CbenchError`, as does a target that
+  no sigma <= max_sigma meets. `target_epsilon = inf` returns 0.0
+  (non-private, same code path).
 
   Args:
     make_event: sigma (cbench's noise multiplier) -> DpEvent.
     target_epsilon: target epsilon > 0 (or inf).
     delta: target delta.
     relation: neighbouring relation.
-    time_limit_s: wall-clock budget in seconds.
+    time_limit_s: wall-clock budget in seconds (exceeding it is an error).
     rtol: stop when hi / lo - 1 <= rtol.
     value_discretization_interval: PLD discretisation (use the same value
       when reporting epsilon).
@@ -240,15 +242,21 @@ def calibrate_noise_multiplier(
       raise CbenchError(
           f"Cannot reach epsilon={target_epsilon} at delta={delta} with "
           f"noise_multiplier <= {min(hi, max_sigma)} within {time_limit_s}s.")
+  def check_time() -> None:
+    check(time.monotonic() <= deadline,
+          f"Noise calibration for epsilon={target_epsilon} at delta={delta} "
+          f"did not finish within {time_limit_s}s; raise the time limit "
+          f"(option calibration_seconds).")
+
   lo = hi / 2.0
   while eps_of(lo) <= target_epsilon:
     hi, lo = lo, lo / 2.0
     if lo < 1e-6:
       return hi
-    if time.monotonic() > deadline:
-      return hi
+    check_time()
   # Invariant: eps(lo) > target >= eps(hi).
-  while hi / lo - 1.0 > rtol and time.monotonic() <= deadline:
+  while hi / lo - 1.0 > rtol:
+    check_time()
     mid = math.sqrt(lo * hi)
     if eps_of(mid) <= target_epsilon:
       hi = mid

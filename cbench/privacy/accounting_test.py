@@ -138,12 +138,22 @@ def test_calibration_never_undershoots():
     assert acc.epsilon(make(sigma / 1.02), 1e-5, rel, "pld", 1e-3) > target
 
 
-def test_calibration_time_limit_still_safe():
+def test_calibration_does_not_depend_on_the_clock(monkeypatch):
+  # A plan is a function of the request, not of how busy the machine is:
+  # a slow clock gives the same sigma, and running out of time is an error
+  # that names the option, never an early, larger sigma.
   make = lambda s: acc.poisson_event(0.02, s, 100, "add_remove")
-  sigma = acc.calibrate_noise_multiplier(
-      make, 2.0, 1e-5, "add_remove", time_limit_s=0.0,
-      value_discretization_interval=1e-3)
-  assert acc.epsilon(make(sigma), 1e-5, "add_remove", "pld", 1e-3) <= 2.0
+  kw = dict(value_discretization_interval=1e-3)
+  fast = acc.calibrate_noise_multiplier(make, 2.0, 1e-5, "add_remove", **kw)
+  clock = iter(range(0, 10**6, 7))
+  monkeypatch.setattr(acc.time, "monotonic", lambda: float(next(clock)))
+  slow = acc.calibrate_noise_multiplier(make, 2.0, 1e-5, "add_remove",
+                                        time_limit_s=10**5, **kw)
+  assert slow == fast
+  assert acc.epsilon(make(slow), 1e-5, "add_remove", "pld", 1e-3) <= 2.0
+  with pytest.raises(CbenchError, match="calibration_seconds"):
+    acc.calibrate_noise_multiplier(make, 2.0, 1e-5, "add_remove",
+                                   time_limit_s=30, **kw)
 
 
 def test_calibration_unreachable_raises():
