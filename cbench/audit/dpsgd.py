@@ -43,7 +43,6 @@ from cbench.models import registry
 from cbench.models import transformer as tf
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import canaries
-from cbench.privacy import ledger as ledger_lib
 from cbench.privacy import one_run
 from cbench.synthesis import api
 from cbench.synthesis import common
@@ -228,16 +227,15 @@ def run_one_run_audit(release_dir: str, base_dir: str,
                if math.isfinite(p.clip_norm) else audit.probe_scale)
   base_losses = canary_losses(bundle.params, bundle.config, c.input_rows)
   sampler = p.make_sampler(config.seed, dp_finetune.pad_unit(o, mesh))
-  binding = {"plan": p.to_dict(), "audit": dataclasses.asdict(audit),
-             "config": common.jsonable(config.to_dict()),
-             "release_train_sha256": release.manifest["files"].get(
-                 "corpus/train.jsonl"),
-             "model_config": bundle.config.to_dict(),
-             "pad_unit": sampler.pad_unit}
+  binding = common.release_binding(
+      p.to_dict(), config.to_dict(), release,
+      audit=dataclasses.asdict(audit), model_config=bundle.config.to_dict(),
+      pad_unit=sampler.pad_unit)
   header = dp_finetune.make_ledger_header(p, sampler, binding)
   ledger_file = os.path.join(workdir, "audit.ledger.jsonl")
-  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    common.bind_workdir(workdir, header["config_hash"], "audit")
+  run_files = common.RunFiles(out=os.path.join(workdir, "scores.npz"),
+                              ledger=ledger_file, workdir=workdir)
+  with common.open_run(run_files, header, "audit") as ledger:
     result = dp_finetune.finetune(
         bundle.params, bundle.config, rows, p, workdir, ledger,
         seed=config.seed, mesh=mesh, stop_after=stop_after, audit=lay)
@@ -252,7 +250,7 @@ def run_one_run_audit(release_dir: str, base_dir: str,
             "input_loss": base_losses - final_losses}
   coins = {"probe_max": c.probe_in, "probe_sum": c.probe_in,
            "input_loss": c.input_in}
-  np.savez(os.path.join(workdir, "scores.npz"),
+  np.savez(run_files.out,
            **{f"score_{k}": v for k, v in scores.items()},
            **{f"coins_{k}": v for k, v in coins.items()})
   summary = {

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from cbench import _validate
 from cbench._validate import CbenchError
+from cbench.synthesis import common
 
 # method name -> "module:function" implementing
 #   run(release_dir, base_dir, config, out_path) -> summary dict
@@ -149,6 +150,4 @@ def synthesize(release_dir: str, base_dir: str, config: SynthesisConfig,
   return _resolve(config.method)(release_dir, base_dir, config, out_path)
 
 
-def ledger_path(out_path: str) -> str:
-  """``synth.jsonl`` -> ``synth.ledger.jsonl``."""
-  return out_path[:-len(".jsonl")] + ".ledger.jsonl"
+ledger_path = common.ledger_path

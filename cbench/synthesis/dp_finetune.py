@@ -112,7 +112,6 @@ from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
 from cbench.decoding import token_samplers as decoding_samplers
 from cbench.io import checkpoint as checkpoint_lib
-from cbench.io import files
 from cbench.models import config as config_lib
 from cbench.models import model_store
 from cbench.models import registry
@@ -697,14 +696,10 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   """
   start = time.monotonic()
   release = release_lib.load_release(release_dir)
-  n = int(release.manifest["documents"]["by_split"]["train"])
+  n = common.train_size(release)
   p = plan(config, n)                                  # raises before any IO
   o = p.options
-  ledger_file = api.ledger_path(out_path)
-  workdir = out_path + ".work"
-  if os.path.exists(out_path) and not os.path.exists(ledger_file):
-    raise CbenchError(f"{out_path} exists without its ledger {ledger_file}; "
-                      f"refusing to overwrite documents without charges.")
+  run_files = common.run_files(out_path)
   mesh = (mesh_lib.make_mesh() if o.data_parallel
           else mesh_lib.make_mesh(devices=jax.devices()[:1]))
   bundle = model_store.load(base_dir, mesh=mesh)
@@ -715,28 +710,22 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   check(o.max_new_tokens + 1 <= bundle.config.max_len,
         f"Option max_new_tokens={o.max_new_tokens} + 1 exceeds the base "
         f"model's max_len={bundle.config.max_len}.")
-  texts = [r["text"] for r in release.corpus("train")]
-  check(len(texts) == n, f"{release_dir}: manifest says {n} train "
-        f"documents, corpus has {len(texts)}.")
+  texts = [r["text"] for r in common.private_records(release, release_dir)]
   rows = text_data.tokenize_rows(texts, tok, o.seq_len)
   sampler = p.make_sampler(config.seed, pad_unit(o, mesh))
-  binding = {"plan": p.to_dict(), "config": common.jsonable(config.to_dict()),
-             "release_train_sha256": release.manifest["files"].get(
-                 "corpus/train.jsonl"),
-             "base": common.config_hash(common.jsonable(bundle.info)),
-             "model_config": bundle.config.to_dict(),
-             "pad_unit": sampler.pad_unit}
+  binding = common.release_binding(
+      p.to_dict(), config.to_dict(), release,
+      base=common.config_hash(common.jsonable(bundle.info)),
+      model_config=bundle.config.to_dict(), pad_unit=sampler.pad_unit)
   header = make_ledger_header(p, sampler, binding)
-  os.makedirs(workdir, exist_ok=True)
-  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    common.bind_workdir(workdir, header["config_hash"], METHOD)
-    result = finetune(bundle.params, bundle.config, rows, p, workdir, ledger,
-                      seed=config.seed, mesh=mesh, stop_after=stop_after)
+  with common.open_run(run_files, header, METHOD) as ledger:
+    result = finetune(bundle.params, bundle.config, rows, p,
+                      run_files.workdir, ledger, seed=config.seed, mesh=mesh,
+                      stop_after=stop_after)
     if result.step < p.steps:
       return {"stopped_at": result.step, "charges": ledger.count}
-    charged = set(ledger.entry_ids)
-    check(charged == {f"step:{s}" for s in range(p.steps)},
-          f"{ledger_file}: charges {len(charged)} != steps {p.steps}.")
+    common.require_charges(ledger, (f"step:{s}" for s in range(p.steps)),
+                           run_files.ledger)
     eps = ledger.epsilon()
     count = ledger.count
   t1 = time.monotonic()
@@ -745,30 +734,16 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       o.decode_batch,
       jax.random.fold_in(jax.random.key(config.seed), _SAMPLE_STREAM), mesh,
       temperature=o.temperature)
-  files.write_jsonl(out_path, ({"id": f"d{i:06d}", "text": t}
-                               for i, t in enumerate(docs)))
+  num_docs = common.write_documents(out_path, docs)
   sample_seconds = time.monotonic() - t1
-  return {
-      "method": METHOD,
-      "epsilon": common.jsonable(eps),
-      "target_epsilon": common.jsonable(p.target_epsilon),
-      "delta": p.delta,
-      "num_docs": len(docs),
-      "noise_multiplier": p.noise_multiplier,
-      "steps": p.steps,
-      "charges": count,
-      "executed_steps": result.executed,
-      "expected_batch_size": p.expected_batch_size,
-      "sampling_prob": p.sampling_prob,
-      "clip_norm": common.jsonable(p.clip_norm),
-      "relation": p.relation,
-      "trainable": o.trainable,
-      "clipping": o.clipping,
-      "seq_len": o.seq_len,
-      "truncated_docs": rows.truncated,
-      "params_sha256": params_sha256(result.params),
-      "train_seconds": result.seconds,
-      "sample_seconds": sample_seconds,
-      "seconds": time.monotonic() - start,
-      "out": out_path, "ledger": ledger_file, "workdir": workdir,
-  }
+  return common.summary(
+      method=METHOD, epsilon=eps, target_epsilon=p.target_epsilon,
+      delta=p.delta, relation=p.relation, num_docs=num_docs, start=start,
+      run=run_files, noise_multiplier=p.noise_multiplier, steps=p.steps,
+      charges=count, executed_steps=result.executed,
+      expected_batch_size=p.expected_batch_size,
+      sampling_prob=p.sampling_prob, clip_norm=common.jsonable(p.clip_norm),
+      trainable=o.trainable, clipping=o.clipping, seq_len=o.seq_len,
+      truncated_docs=rows.truncated,
+      params_sha256=params_sha256(result.params),
+      train_seconds=result.seconds, sample_seconds=sample_seconds)

@@ -311,25 +311,17 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   """
   start = time.monotonic()
   release = release_lib.load_release(release_dir)
-  n = int(release.manifest["documents"]["by_split"]["train"])
+  n = common.train_size(release)
   p = plan(config, n)                                    # before any IO
   o = p.options
-  ledger_file = api.ledger_path(out_path)
-  if os.path.exists(out_path) and not os.path.exists(ledger_file):
-    raise CbenchError(f"{out_path} exists without its ledger {ledger_file}; "
-                      f"refusing to overwrite documents without charges.")
+  run_files = common.run_files(out_path)
   bundle = model_store.load(base_dir)
   check(o.max_new_tokens + 2 < bundle.config.max_len,
         f"Option max_new_tokens={o.max_new_tokens} + 2 exceeds the base "
         f"model's max_len={bundle.config.max_len}.")
-  texts = [r["text"] for r in release.corpus("train")]
-  check(len(texts) == n, f"{release_dir}: manifest says {n} train "
-        f"documents, corpus has {len(texts)}.")
-  binding = {"plan": p.to_dict(),
-             "config": common.jsonable(config.to_dict()),
-             "release_train_sha256": release.manifest["files"].get(
-                 "corpus/train.jsonl"),
-             "base": common.jsonable(bundle.info)}
+  texts = [r["text"] for r in common.private_records(release, release_dir)]
+  binding = common.release_binding(p.to_dict(), config.to_dict(), release,
+                                   base=common.jsonable(bundle.info))
   header = ledger_lib.make_header(
       relation="add_remove", sampler="none (every record votes)",
       accountant=ACCOUNTANT, delta=p.delta,
@@ -338,13 +330,11 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       iterations=o.iterations, threshold=o.threshold,
       target_epsilon=common.jsonable(p.target_epsilon),
       planned_epsilon=common.jsonable(p.planned_epsilon))
-  work = out_path + ".work"
-  os.makedirs(work, exist_ok=True)
+  work = run_files.workdir
   key = jax.random.key(config.seed)
   mesh = None
   size = config.num_docs
-  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
-    common.bind_workdir(work, header["config_hash"], METHOD)
+  with common.open_run(run_files, header, METHOD) as ledger:
     # Private embeddings, padded to whole chunks (fixed shapes).
     chunk = o.embed_chunk
     n_pad = -(-n // chunk) * chunk
@@ -389,22 +379,14 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       log.info("synthesis %s: iteration %d/%d (%d candidates kept above the "
                "threshold)", METHOD, t + 1, o.iterations,
                int(np.sum(counts >= o.threshold)))
-    check(all(ledger.has(f"iteration:{t}") for t in range(o.iterations)),
-          f"{ledger_file}: not every iteration is charged.")
+    common.require_charges(ledger, (f"iteration:{t}"
+                                    for t in range(o.iterations)),
+                           run_files.ledger)
     eps = ledger.epsilon()
-  final = _read_population(_pop_path(work, o.iterations))
-  files.write_jsonl(out_path, ({"id": f"d{i:06d}", "text": x}
-                               for i, x in enumerate(final)))
-  return {
-      "method": METHOD,
-      "epsilon": common.jsonable(eps),
-      "target_epsilon": common.jsonable(p.target_epsilon),
-      "delta": p.delta,
-      "relation": "add_remove",
-      "num_docs": len(final),
-      "noise_multiplier": p.noise_multiplier,
-      "iterations": o.iterations,
-      "threshold": o.threshold,
-      "seconds": time.monotonic() - start,
-      "out": out_path, "ledger": ledger_file, "workdir": work,
-  }
+  num_docs = common.write_documents(
+      out_path, _read_population(_pop_path(work, o.iterations)))
+  return common.summary(
+      method=METHOD, epsilon=eps, target_epsilon=p.target_epsilon,
+      delta=p.delta, relation="add_remove", num_docs=num_docs, start=start,
+      run=run_files, noise_multiplier=p.noise_multiplier,
+      iterations=o.iterations, threshold=o.threshold)

@@ -15,6 +15,8 @@ from scipy import stats
 from cbench._validate import CbenchError
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
+from cbench.corpus import release as release_lib
+from cbench.models import model_store
 from cbench.synthesis import api
 from cbench.synthesis import private_evolution as pe
 from cbench.testing import fixtures
@@ -109,6 +111,56 @@ def test_plan_meets_the_target_and_refuses_the_impossible():
                                 options=(("keep_fraction", 1.0),)), 10)
 
 
+def _released_counts_carry_the_charged_noise(out, release_dir, base_dir,
+                                            cfg):
+  """Recomputes every released histogram of a finished run from the
+  ledger: true votes + σ_ledger · N(0, 1) under the iteration's noise key
+  (whose fingerprint the ledger recorded). True iff all match."""
+  records = [json.loads(x) for x in open(api.ledger_path(out))][1:]
+  bundle = model_store.load(base_dir)
+  o = pe.parse_options(cfg)
+  texts = [r["text"] for r in release_lib.load_release(
+      release_dir).corpus("train")]
+  priv = jnp.asarray(pe.embed(bundle, texts, o))
+  valid = jnp.ones(len(texts), bool)
+  key = jax.random.key(cfg.seed)
+  work = out + ".work"
+  for t, rec in enumerate(records):
+    sigma = accounting.event_from_dict(rec["event"]).noise_multiplier
+    vote_key = jax.random.fold_in(jax.random.fold_in(key, pe._VOTE_STREAM), t)
+    assert rec["meta"]["noise_key"] == ledger_lib.key_fingerprint(
+        np.asarray(jax.random.key_data(vote_key)).tobytes(), t)
+    population = [json.loads(x)["text"]
+                  for x in open(os.path.join(work, f"population_{t}.jsonl"))]
+    true = np.asarray(pe.vote_counts(priv, valid,
+                                     jnp.asarray(pe.embed(bundle, population,
+                                                          o))))
+    noise = np.asarray(jax.random.normal(vote_key, true.shape, jnp.float32))
+    released = np.asarray(json.load(open(os.path.join(
+        work, f"votes_{t}.json")))["noisy_counts"])
+    if not np.allclose(released, true + sigma * noise, atol=1e-3):
+      return False
+  return True
+
+
+def test_the_run_releases_the_noise_its_ledger_charges(
+    tmp_path, demo_release_dir, micro_base_dir, monkeypatch):
+  """The sampler that runs is the sampler that is accounted: a run that
+  adds 0.8 σ while charging σ is caught by the check that passes the
+  shipped run in `test_end_to_end_crash_and_resume`."""
+  cfg = api.SynthesisConfig(method=pe.METHOD, epsilon=4.0, num_docs=8,
+                            options=TINY, seed=3)
+  shipped = pe.noisy_votes
+  monkeypatch.setattr(pe, "noisy_votes", lambda p, v, c, k, s: shipped(
+      p, v, c, k, 0.8 * s))
+  bad = str(tmp_path / "bad" / "synth.jsonl")
+  os.makedirs(os.path.dirname(bad))
+  api.synthesize(demo_release_dir, micro_base_dir, cfg, bad)
+  monkeypatch.setattr(pe, "noisy_votes", shipped)
+  assert not _released_counts_carry_the_charged_noise(
+      bad, demo_release_dir, micro_base_dir, cfg)
+
+
 def test_end_to_end_crash_and_resume(tmp_path, demo_release_dir,
                                      micro_base_dir):
   cfg = api.SynthesisConfig(method=pe.METHOD, epsilon=4.0, num_docs=8,
@@ -119,6 +171,9 @@ def test_end_to_end_crash_and_resume(tmp_path, demo_release_dir,
   assert s["num_docs"] == 8 and 0.98 * 4.0 <= s["epsilon"] <= 4.0
   info = ledger_lib.verify_file(api.ledger_path(ref))
   assert info["charges"] == 2 and info["epsilon"] == s["epsilon"]
+  # Its released histograms carry exactly the noise the ledger charged.
+  assert _released_counts_carry_the_charged_noise(
+      ref, demo_release_dir, micro_base_dir, cfg)
 
   out = str(tmp_path / "crash" / "synth.jsonl")
   os.makedirs(os.path.dirname(out))

@@ -1100,12 +1100,10 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   """
   start = time.monotonic()
   release = release_lib.load_release(release_dir)
-  n = int(release.manifest["documents"]["by_split"]["train"])
+  n = common.train_size(release)
   p = plan(config, n)                       # raises before any IO
-  ledger_file = api.ledger_path(out_path)
-  if os.path.exists(out_path) and not os.path.exists(ledger_file):
-    raise CbenchError(f"{out_path} exists without its ledger {ledger_file}; "
-                      f"refusing to write documents without charges.")
+  run_files = common.run_files(out_path)
+  ledger_file = run_files.ledger
   bundle = model_store.load(base_dir)
   tok = bundle.tokenizer
   p = plan(config, n, vocab_size=bundle.config.vocab_size)
@@ -1119,21 +1117,18 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
         f"{len(prefix)} public_prefix ids + max_new_tokens="
         f"{p.options.max_new_tokens} exceed the base model's "
         f"max_len={bundle.config.max_len}.")
-  records = list(release.corpus("train")) if p.method != "public_only" else []
-  check(p.method == "public_only" or len(records) == n,
-        f"{release_dir}: manifest says {n} train documents, corpus has "
-        f"{len(records)}.")
+  records = (common.private_records(release, release_dir)
+             if p.method != "public_only" else [])
   end_ids = end_token_ids(tok)
   sampler = make_sampler(p, end_ids)
   counts_eps = None           # pure ε of the Laplace counts (inf: exact)
   if p.counts_laplace_scale is not None:
     counts_eps = (math.inf if math.isinf(p.counts_laplace_scale)
                   else 1.0 / p.counts_laplace_scale)
-  binding = {"plan": p.to_dict(), "config": common.jsonable(config.to_dict()),
-             "release_train_sha256": release.manifest["files"].get(
-                 "corpus/train.jsonl"),
-             "base": common.config_hash(common.jsonable(bundle.info)),
-             "end_token_ids": list(end_ids)}
+  binding = common.release_binding(
+      p.to_dict(), config.to_dict(), release,
+      base=common.config_hash(common.jsonable(bundle.info)),
+      end_token_ids=list(end_ids))
   header = ledger_lib.make_header(
       relation=_LEDGER_RELATION, accountant=_ACCOUNTANT, delta=p.delta,
       sampler={"name": type(sampler).__name__,
@@ -1148,7 +1143,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
     mesh = mesh_lib.make_mesh()
   seed_key = jax.random.key(config.seed)
   generated_tokens, gen_seconds, resumed = 0, 0.0, 0
-  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
+  with common.open_run(run_files, header, p.method) as ledger:
     if p.method == "public_only":
       rows = np.zeros((p.num_batches, 0), np.int64)
     else:
@@ -1200,22 +1195,16 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
         and totals["documents"] == out_totals["documents"],
         f"{ledger_file} and {out_path} disagree on counts: {totals} vs "
         f"{out_totals}.")
-  return {
-      "method": p.method,
-      "epsilon": common.jsonable(eps),
-      "target_epsilon": common.jsonable(p.target_epsilon),
-      "delta": p.delta,
-      "relation": p.options.relation,
-      "num_docs": out_totals["documents"],
-      "tokens": out_totals["tokens"],
-      "private_tokens": out_totals["private_tokens"],
-      "private_token_fraction": (out_totals["private_tokens"]
-                                 / max(out_totals["tokens"], 1)),
-      "parameters": common.jsonable(p.parameters),
-      "batch_size": p.batch_size, "num_batches": p.num_batches,
-      "rounds": p.rounds, "resumed_rounds": resumed,
-      "seconds": time.monotonic() - start,
-      "tokens_per_second": generated_tokens / gen_seconds if gen_seconds
-                           else 0.0,
-      "out": out_path, "ledger": ledger_file,
-  }
+  return common.summary(
+      method=p.method, epsilon=eps, target_epsilon=p.target_epsilon,
+      delta=p.delta, relation=p.options.relation,
+      num_docs=out_totals["documents"], start=start, run=run_files,
+      tokens=out_totals["tokens"],
+      private_tokens=out_totals["private_tokens"],
+      private_token_fraction=(out_totals["private_tokens"]
+                              / max(out_totals["tokens"], 1)),
+      parameters=common.jsonable(p.parameters),
+      batch_size=p.batch_size, num_batches=p.num_batches, rounds=p.rounds,
+      resumed_rounds=resumed,
+      tokens_per_second=(generated_tokens / gen_seconds if gen_seconds
+                         else 0.0))

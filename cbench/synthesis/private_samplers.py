@@ -52,6 +52,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cbench._validate import CbenchError, check, positive
 from cbench.privacy import gumbel
@@ -387,6 +388,124 @@ class InvisibleInkSampler:
         delta, self.relation, self.top_k, docs_per_batch)
 
 
+# ---------------------------------------------------------------------------
+# The median's order statistics by selection (no sort over the s axis).
+#
+# `aggregation.clipped_median` takes x_(k-1), x_(k), x_(k+1) from a stable
+# `jnp.sort` over the s rows. `_clipped_median` returns the same bits with a
+# data-oblivious selection network on integer keys: each value gets an int
+# key whose order is the sort's order, ties included (the sort compares
+# floats with -0 == +0 and all NaNs equal and last, then keeps row order):
+#
+#   negative x   ->  its total-order key (< -1)
+#   x == +-0     ->  i              (row index i: ties in row order)
+#   positive x   ->  bits(x) + s    (> s)
+#   NaN          ->  bits(inf) + s + 1 + i
+#
+# Equal keys thus mean identical bits, and the key gives back the value
+# (zeros and NaNs through their row). The network sorts the two halves of
+# the (padded) rows into one bitonic sequence, then runs Batcher's
+# half-cleaner only on the blocks that hold the wanted ranks: at s = 64,
+# 1,087 elementwise int min/max against 1,344 for the full bitonic sort.
+# Most of the gain is that these fuse into a few vectorised loops, where
+# XLA's comparator sort over the s axis took ~40x longer on CPU.
+
+_INT_OF_WIDTH = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
+
+
+def _order_keys(x: jax.Array):
+  """``(keys [..., s, V], inf_bits, narrow int dtype)``; see above."""
+  s = x.shape[-2]
+  narrow = _INT_OF_WIDTH[x.dtype.itemsize]
+  wide = jnp.int64 if x.dtype.itemsize == 8 else jnp.int32
+  inf_bits = int(np.array(np.inf, x.dtype).view(narrow))
+  b = jax.lax.bitcast_convert_type(x, narrow)
+  neg = b < 0
+  t = jnp.where(neg, b ^ jnp.iinfo(narrow).max, b).astype(wide)
+  row = jax.lax.broadcasted_iota(wide, x.shape, x.ndim - 2)
+  keys = jnp.where(x == 0, row, jnp.where(
+      jnp.isnan(x), inf_bits + s + 1 + row, jnp.where(neg, t, t + s)))
+  return keys, inf_bits, narrow
+
+
+def _key_values(x: jax.Array, key: jax.Array, inf_bits: int, narrow
+                ) -> jax.Array:
+  """The values of `x` ``[..., s, V]`` with keys `key` ``[..., V]``."""
+  s = x.shape[-2]
+  zero = (key >= 0) & (key < s)
+  nan = key > inf_bits + s
+  by_row = zero | nan
+  b = jnp.where(by_row, 0, jnp.where(key < 0, key, key - s)).astype(narrow)
+  b = jnp.where(b < 0, b ^ jnp.iinfo(narrow).max, b)
+  row = jnp.where(zero, key, jnp.where(nan, key - (inf_bits + s + 1), 0))
+  # Moved as ints: a float select may quieten a NaN payload (CPU bfloat16).
+  at_row = jnp.take_along_axis(
+      jax.lax.bitcast_convert_type(x, narrow),
+      row[..., None, :].astype(jnp.int32), axis=-2)[..., 0, :]
+  return jax.lax.bitcast_convert_type(jnp.where(by_row, at_row, b), x.dtype)
+
+
+def _select_ranks(keys: jax.Array, ranks: tuple[int, ...]
+                  ) -> dict[int, jax.Array]:
+  """``{r: r-th smallest key (0-based)}`` along axis -2 (a power of two)."""
+  lead, n, v = keys.shape[:-2], keys.shape[-2], keys.shape[-1]
+  # Bitonic sort of the two halves, ascending then descending: together
+  # one bitonic sequence.
+  size = 2
+  while size < n:
+    j = size // 2
+    while j >= 1:
+      x = keys.reshape(lead + (n // (2 * j), 2, j, v))
+      a, b = x[..., 0, :, :], x[..., 1, :, :]
+      lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
+      desc = jnp.asarray((np.arange(n // (2 * j)) * 2 * j & size) != 0)
+      desc = desc[:, None, None]
+      keys = jnp.stack([jnp.where(desc, hi, lo), jnp.where(desc, lo, hi)],
+                       axis=-3).reshape(keys.shape)
+      j //= 2
+    size *= 2
+  # Half-cleaners on a bitonic block give two bitonic blocks, every key of
+  # the low one <= every key of the high one; keep the blocks with a rank.
+  out, blocks = {}, [(0, keys)]
+  while blocks:
+    start, block = blocks.pop()
+    width = block.shape[-2]
+    if width == 1:
+      out[start] = block[..., 0, :]
+      continue
+    half = width // 2
+    a, b = block[..., :half, :], block[..., half:, :]
+    if any(start <= r < start + half for r in ranks):
+      blocks.append((start, jnp.minimum(a, b)))
+    if any(start + half <= r < start + width for r in ranks):
+      blocks.append((start + half, jnp.maximum(a, b)))
+  return {r: out[r] for r in ranks}
+
+
+def _clipped_median(priv: jax.Array, clip: float,
+                    row_mask: Optional[jax.Array] = None
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Bit for bit `aggregation.clipped_median`, by selection (see above)."""
+  s = priv.shape[-2]
+  x = aggregation.recentred_clip(priv, clip)
+  if row_mask is not None:
+    x = jnp.where(jnp.asarray(row_mask, jnp.bool_)[..., None], x, 0.0)
+  k = (s + 1) // 2                       # 1-based lower median
+  keys, inf_bits, narrow = _order_keys(x)
+  n = 1 << (s - 1).bit_length()
+  if n > s:                              # pad: keys above every real key
+    keys = jnp.concatenate([keys, jnp.full(
+        keys.shape[:-2] + (n - s, keys.shape[-1]),
+        jnp.iinfo(keys.dtype).max, keys.dtype)], axis=-2)
+  ranks = tuple(r for r in (k - 2, k - 1, k) if 0 <= r < s)
+  val = {r: _key_values(x, key, inf_bits, narrow)
+         for r, key in _select_ranks(keys, ranks).items()}
+  med = val[k - 1]
+  lo = val[k - 2] if k >= 2 else jnp.full_like(med, -clip)
+  hi = val[k] if k < s else jnp.full_like(med, clip)
+  return med, med - lo, hi - med
+
+
 @dataclasses.dataclass(frozen=True)
 class MedianSampler:
   """Coordinate-wise (lower) median of recentred-clipped logits.
@@ -426,7 +545,7 @@ class MedianSampler:
 
   def median_and_gaps(self, logits: jax.Array, state: PrivateState):
     priv, _ = _split_rows(logits, self.batch_size, self.dtype)
-    return aggregation.clipped_median(priv, self.clip, state.row_mask)
+    return _clipped_median(priv, self.clip, state.row_mask)
 
   def scaled_logits(self, logits: jax.Array, state: PrivateState
                     ) -> jax.Array:

@@ -11,6 +11,7 @@ import itertools
 import math
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -599,3 +600,153 @@ def test_svt_sampler_runs_inside_the_shared_decoder():
                                         np.minimum(lengths, 11)] == 3
   np.testing.assert_array_equal(steps, lengths + (ended_on_eos
                                                   & (lengths < 12)))
+
+
+# ---------------------------------------------------------------------------
+# Median by selection: the same bits as the sort it replaces
+
+# pylint: disable=protected-access
+_sel_median = S._clipped_median
+_order_keys, _select_ranks, _key_values = (S._order_keys, S._select_ranks,
+                                           S._key_values)
+# pylint: enable=protected-access
+
+
+def _bits(x):
+  x = np.asarray(x)
+  return x.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[x.itemsize])
+
+
+def _median_inputs(rng, g, s, v):
+  """Logits full of ties (small integers), some inf/-inf, NaN rows; masks."""
+  priv = rng.integers(-3, 4, size=(g, s, v)).astype(np.float32)
+  priv[rng.random(priv.shape) < 0.3] = rng.normal(size=1)[0]
+  priv[rng.random(priv.shape) < 0.05] = -np.inf
+  priv[rng.random(priv.shape) < 0.02] = np.inf
+  # Groups of non-positive logits, zeros of both signs: at clip = inf the
+  # recentred -0 - max(+0) is -0, ties of -0 and +0 around the median.
+  flat = rng.random(g) < 0.5
+  priv[flat] = -np.abs(priv[flat])
+  zeros = flat[:, None, None] & (rng.random(priv.shape) < 0.6)
+  priv[zeros] = np.where(rng.random(priv.shape) < 0.5, 0.0, -0.0)[zeros]
+  priv[rng.random((g, s)) < 0.05] = np.nan            # NaN rows
+  mask = rng.random((g, s)) < 0.8
+  return priv, mask
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 6, 8, 33, 64])
+def test_median_selection_equals_the_sorted_median_bit_for_bit(s):
+  rng = np.random.default_rng(s)
+
+  @jax.jit
+  def both(priv, mask):
+    out = []
+    for clip, m in ((2.0, mask), (math.inf, None)):   # inf: -0 can occur
+      out.append((_sel_median(priv, clip, m),
+                  agg.clipped_median(priv, clip, m)))
+    return out
+
+  negative_zeros = 0
+  for _ in range(3):
+    priv, mask = _median_inputs(rng, 40, s, 24)
+    for clip, (got, want) in zip((2.0, math.inf), both(priv, mask)):
+      for name, a, b in zip(("median", "down", "up"), got, want):
+        np.testing.assert_array_equal(_bits(a), _bits(b),
+                                      err_msg=f"{name} s={s} clip={clip}")
+      negative_zeros += np.sum(_bits(want[0]) == 0x80000000)
+  assert negative_zeros > 0         # the +-0 ties were exercised
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16",
+                                   "float64"])
+def test_median_selection_picks_the_sorts_zero_and_nan_among_ties(dtype):
+  """Raw columns of -0/+0, NaNs of both signs and payloads, +-inf and
+  denormals: every rank's selected value has the bits of the stable sort
+  over rows (which takes -0 == +0 and all NaNs as equal ties in row
+  order), not merely an equal value."""
+  rng = np.random.default_rng(1)
+  with jax.enable_x64(dtype == "float64"):
+    dt = jnp.dtype(dtype)
+    width = {2: np.uint16, 4: np.uint32, 8: np.uint64}[dt.itemsize]
+    inf_bits = np.array(np.inf, dt).view(width)
+    sign = np.array(-0.0, dt).view(width)
+    tiny = np.array(0, width) + 1                     # smallest denormal
+    pool = np.array([0, sign, inf_bits, inf_bits | sign, inf_bits + 1,
+                     inf_bits + 3, sign | (inf_bits + 2), tiny, sign | tiny,
+                     np.array(1.0, dt).view(width),
+                     np.array(-1.0, dt).view(width)], width)
+    @jax.jit
+    def every_rank(x):
+      s = x.shape[-2]
+      keys, inf_b, narrow = _order_keys(x)
+      n = 1 << (s - 1).bit_length()
+      keys = jnp.concatenate([keys, jnp.full(
+          keys.shape[:-2] + (n - s, keys.shape[-1]),
+          jnp.iinfo(keys.dtype).max, keys.dtype)], axis=-2)
+      picked = _select_ranks(keys, tuple(range(s)))
+      return [_key_values(x, picked[r], inf_b, narrow) for r in range(s)]
+
+    for s in (1, 5, 8, 13):
+      raw = pool[rng.integers(0, len(pool), size=(30, s, 8))].view(dt)
+      x = jnp.asarray(raw)
+      want = _bits(jnp.sort(x, axis=-2))
+      for r, got in enumerate(every_rank(x)):
+        got = _bits(got)
+        if dtype == "bfloat16":
+          # XLA:CPU's bfloat16 sort itself quietens NaN payloads (0x7fc0),
+          # so there only NaN-ness is compared for NaNs.
+          nan = np.isnan(np.asarray(jnp.sort(x, axis=-2))[:, r])
+          assert np.array_equal(np.isnan(got.view(dt)), nan), (s, r)
+          got, want_r = np.where(nan, 0, got), np.where(nan, 0, want[:, r])
+        else:
+          want_r = want[:, r]
+        np.testing.assert_array_equal(got, want_r,
+                                      err_msg=f"{dtype} s={s} rank {r}")
+      # The test exercises what it claims: zeros of both signs and NaNs.
+      assert np.any(want == 0) and np.any(want == sign), (dtype, s)
+  # A sort that orders -0 before +0 (a total order) is caught.
+  x = jnp.asarray([[[0.0], [-0.0]]], jnp.float32)
+  total = jax.lax.sort(jax.lax.bitcast_convert_type(x, jnp.int32), dimension=1)
+  assert _bits(_sel_median(x, math.inf)[0])[0, 0] == 0
+  assert np.asarray(total)[0, 0, 0] != 0
+
+
+def test_median_sampler_selects_and_draws_as_the_sorted_median_did():
+  """Same tokens and state for the same key as the sort-based sampler, and
+  no sort over the s axis left in the compiled step."""
+  s, g, v = 33, 3, 40
+
+  class SortedMedian(S.MedianSampler):
+
+    def median_and_gaps(self, logits, state):
+      priv = logits[:, :self.batch_size].astype(self.dtype)
+      return agg.clipped_median(priv, self.clip,
+                                state.row_mask)
+
+  new, old = S.MedianSampler(s, 5.0, 0.8, 5), SortedMedian(s, 5.0, 0.8, 5)
+  rng = np.random.default_rng(3)
+  logits = jnp.asarray(np.round(rng.normal(size=(g, s + 1, v)), 1),
+                       jnp.float32)
+  st_new = new.init_state(g, fixtures.stat_key(0))
+  st_old = old.init_state(g, fixtures.stat_key(0))
+  step_new, step_old = jax.jit(new.next_tokens), jax.jit(old.next_tokens)
+  for i in range(4):
+    key = fixtures.stat_key(10 + i)
+    t_new, _, st_new = step_new(logits, key, st_new)
+    t_old, _, st_old = step_old(logits, key, st_old)
+    np.testing.assert_array_equal(t_new, t_old)
+  for a, b in zip(st_new, st_old):
+    np.testing.assert_array_equal(_bits(a) if a.dtype.kind == "f" else a,
+                                  _bits(b) if b.dtype.kind == "f" else b)
+  assert float(st_new.expost_epsilon.max()) > 0
+  def primitives(sampler, state):
+    names, todo = set(), [jax.make_jaxpr(sampler.next_tokens)(
+        logits, key, state).jaxpr]
+    while todo:
+      jaxpr = todo.pop()
+      for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        todo.extend(jax.extend.core.jaxprs_in_params(eqn.params))
+    return names
+  assert "sort" not in primitives(new, st_new)
+  assert "sort" in primitives(old, st_old)
