@@ -198,6 +198,10 @@ def rdp_epsilon(event: dpe.DpEvent, delta: float,
   return float(eps)
 
 
+class CalibrationTimeout(CbenchError):
+  """Noise calibration ran past its time limit (not an infeasible target)."""
+
+
 def calibrate_noise_multiplier(
     make_event: Callable[[float], dpe.DpEvent], target_epsilon: float,
     delta: float, relation: str, *, time_limit_s: float = 120.0,
@@ -235,18 +239,20 @@ def calibrate_noise_multiplier(
     return epsilon(make_event(sigma), delta, relation, "pld",
                    value_discretization_interval)
 
+  def check_time() -> None:
+    if time.monotonic() > deadline:
+      raise CalibrationTimeout(
+          f"Noise calibration for epsilon={target_epsilon} at delta="
+          f"{delta:.3g} did not finish within {time_limit_s}s; raise the "
+          f"time limit (option calibration_seconds).")
+
   hi = 1.0
   while eps_of(hi) > target_epsilon:
     hi *= 2.0
-    if hi > max_sigma or time.monotonic() > deadline:
-      raise CbenchError(
+    check(hi <= max_sigma,
           f"Cannot reach epsilon={target_epsilon} at delta={delta} with "
-          f"noise_multiplier <= {min(hi, max_sigma)} within {time_limit_s}s.")
-  def check_time() -> None:
-    check(time.monotonic() <= deadline,
-          f"Noise calibration for epsilon={target_epsilon} at delta={delta} "
-          f"did not finish within {time_limit_s}s; raise the time limit "
-          f"(option calibration_seconds).")
+          f"noise_multiplier <= {max_sigma}.")
+    check_time()
 
   lo = hi / 2.0
   while eps_of(lo) <= target_epsilon:

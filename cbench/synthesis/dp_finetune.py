@@ -350,6 +350,8 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
           time_limit_s=o.calibration_seconds,
           value_discretization_interval=VDI,
           max_sigma=o.max_noise_multiplier)
+    except accounting.CalibrationTimeout:
+      raise
     except CbenchError as e:
       raise CbenchError(
           f"Infeasible: method={METHOD} cannot reach epsilon="

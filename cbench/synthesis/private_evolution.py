@@ -166,6 +166,8 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
         lambda s: _composed(s, o.iterations), config.epsilon, delta,
         "add_remove", time_limit_s=o.calibration_seconds,
         max_sigma=o.max_noise_multiplier)
+  except accounting.CalibrationTimeout:
+    raise
   except CbenchError as e:
     raise CbenchError(f"Infeasible epsilon={config.epsilon} for {METHOD} "
                       f"with {o.iterations} iterations at delta={delta:.3g}"
