@@ -1,0 +1,1 @@
+"""Private contrastive pre-training (Logit-DP vs naive DP-SGD) and probes."""
