@@ -5,8 +5,9 @@ one, never from a higher one, with no import cycle (`tools/check_layering.py`,
 enforced by ``tests/layering_test.py``):
 
   _validate, options, io → text → corpus → parallel → privacy → models →
-  train → decoding → contrastive, images → synthesis → harness → tracks →
-  provenance → audit → leaderboard → benchmark → configs → testing
+  train → decoding → contrastive → synthesis → harness → tracks →
+  curation, images, provenance → audit → leaderboard → benchmark → configs →
+  testing
 
 ``experiments/`` (absl binaries), ``benchmarks/``, ``launch/`` and
 ``tools/`` sit above the library; the library never imports them.
@@ -24,11 +25,11 @@ LAYERS = (
     ("models",),
     ("train",),
     ("decoding",),
-    ("contrastive", "images"),
+    ("contrastive",),
     ("synthesis",),
     ("harness",),
     ("tracks",),
-    ("provenance",),
+    ("curation", "images", "provenance"),
     ("audit",),
     ("leaderboard",),
     ("benchmark",),
