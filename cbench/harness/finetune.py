@@ -6,6 +6,12 @@ fine-tuned model directory, so it is a complete model directory that
 adapters on the frozen base and saves the merged parameters, so its output
 is the same kind of directory; `recipes.finetune_recipe` picks LoRA for a
 pretrained base.
+
+Provenance weights (off by default): a recipe with ``provenance_weights``
+reads each record's `PROVENANCE_FIELD` (e.g. "real", "synthetic-2") and
+weighs its document by the recipe's table (`text_data.document_weights`;
+the loss is in `cbench.train.lm_train`). A uniform table trains exactly
+the parameters of the unweighted recipe.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from cbench.train import text_data
 from cbench.train.lm_train import TrainRecipe, train_lm
 
 log = logging.getLogger("cbench")
+# The corpus record field that names a document's provenance.
+PROVENANCE_FIELD = "provenance"
 
 
 def finetune(base_dir: str, corpus_path: str, workdir: str,
@@ -51,9 +59,17 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
     CbenchError: missing/malformed corpus, a corpus with no text, a base
       directory that is not a finished model, a ``lora_targets`` regex that
       selects no kernel of the base, or a workdir that belongs to a
-      different model, corpus or recipe.
+      different model, corpus or recipe; with ``provenance_weights``, a
+      record without a string `PROVENANCE_FIELD` or with a tag the table
+      does not weigh.
   """
-  texts = text_data.read_texts(corpus_path)  # Validates before any write.
+  # Validates before any write.
+  table = recipe.weight_table
+  if table is None:
+    texts = text_data.read_texts(corpus_path)
+  else:
+    texts, tags = text_data.read_tagged_texts(corpus_path, PROVENANCE_FIELD)
+    doc_weights = text_data.document_weights(tags, table)
   corpus_sha = files.sha256_file(corpus_path)
   mesh = mesh_lib.make_mesh()
   base = model_store.load(base_dir, mesh=mesh)
@@ -79,6 +95,8 @@ def finetune(base_dir: str, corpus_path: str, workdir: str,
 
   rows = text_data.cached_rows(texts, base.tokenizer, recipe.seq_len,
                                os.path.join(workdir, "data"), "corpus")
+  if table is not None:
+    rows = text_data.with_weights(rows, doc_weights)
   # A pretrained base (a model name) has no public-world rows to replay.
   pretrained = model_store.is_pretrained(base_dir)
   replay = (replay_lib.load(base_dir)

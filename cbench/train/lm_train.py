@@ -6,6 +6,14 @@ mesh, run by the one loop in `cbench.train.loop`. One document per row; the
 loss is the mean cross-entropy over all real (non-pad) target tokens of the
 batch.
 
+Per-document weights (``recipe.provenance_weights``, off by default): rows
+that carry weights (`text_data.with_weights`, each in [0, 1] after division
+by the public constant of `text_data.document_weights`) give the weighted
+mean ``sum(w * ce) / (number of counted targets)``: the denominator is the
+unweighted count, so a weight only scales its document's share and a
+uniform table reproduces the unweighted run bit for bit. Replay rows weigh
+1.
+
 With ``recipe.lora_rank > 0`` the base parameters are frozen and only
 low-rank adapters (`cbench.train.lora`) are trained: the loop's state holds
 the adapters and their optimizer state (so checkpoints hold only those), the
@@ -27,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cbench._validate import CbenchError
 from cbench.models import config as config_lib
 from cbench.models import registry
 from cbench.models.transformer import Transformer
@@ -40,6 +49,8 @@ from cbench.train import text_data
 PyTree = Any
 log = logging.getLogger("cbench")
 _LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_targets")
+# Left out of `TrainRecipe.to_dict` when empty (the unweighted default).
+_WEIGHT_FIELDS = ("provenance_weights",)
 _LORA_STREAM = 0x4C4F  # fold_in(key(recipe.seed), .) draws the adapters' A.
 
 
@@ -55,6 +66,12 @@ class TrainRecipe:
   projection of the cbench, gemma3 and llama models), scaled by
   ``lora_alpha / lora_rank``. `to_dict` leaves the LoRA fields out when
   ``lora_rank`` is 0, so full fine-tuning runs keep their bindings.
+
+  ``provenance_weights``: ``((tag, weight), ...)``, the weight of every
+  document by its provenance tag (the harness reads it from each corpus
+  record, `cbench.harness.finetune.PROVENANCE_FIELD`); weights are finite,
+  >= 0, one > 0, and are divided by their maximum (see the module doc).
+  Empty (the default): unweighted, and `to_dict` leaves the field out.
   """
   num_steps: int
   batch_size: int = 32
@@ -71,10 +88,23 @@ class TrainRecipe:
   lora_rank: int = 0
   lora_alpha: float = 16.0
   lora_targets: str = lora.DEFAULT_TARGETS
+  provenance_weights: tuple[tuple[str, float], ...] = ()
 
   def __post_init__(self):
     lora.validate(self.lora_rank, self.lora_alpha, self.lora_targets,
                   allow_zero=True)
+    if self.provenance_weights:
+      tags = [t for t, _ in self.provenance_weights]
+      if len(set(tags)) != len(tags) or not all(
+          isinstance(t, str) for t in tags):
+        raise CbenchError(f"provenance_weights needs distinct string tags, "
+                          f"got {tags}.")
+      text_data.check_weight_table(dict(self.provenance_weights))
+
+  @property
+  def weight_table(self) -> dict[str, float] | None:
+    """``{tag: weight}``, or None when training is unweighted."""
+    return dict(self.provenance_weights) if self.provenance_weights else None
 
   @property
   def lora_config(self) -> lora.LoraConfig | None:
@@ -89,19 +119,24 @@ class TrainRecipe:
     if not self.lora_rank:
       for name in _LORA_FIELDS:
         del out[name]
+    if not self.provenance_weights:
+      for name in _WEIGHT_FIELDS:
+        del out[name]
     return out
 
 
 def row_arrays(rows: text_data.TokenRows) -> dict[str, np.ndarray]:
-  """tokens/segments/positions ``[N, L+1]`` for packed or one-doc rows."""
+  """tokens/segments/positions ``[N, L+1]`` for packed or one-doc rows,
+  and weights when the rows carry them."""
+  extra = {} if rows.weights is None else {"weights": rows.weights}
   if rows.segments is not None:
     return {"tokens": rows.tokens, "segments": rows.segments,
-            "positions": rows.positions}
+            "positions": rows.positions, **extra}
   width = rows.tokens.shape[1]
   real = np.arange(width)[None, :] < rows.lengths[:, None]
   return {"tokens": rows.tokens, "segments": real.astype(np.int32),
           "positions": np.broadcast_to(np.arange(width, dtype=np.int32),
-                                       rows.tokens.shape)}
+                                       rows.tokens.shape), **extra}
 
 
 def token_losses(model: Transformer, params: PyTree, batch: PyTree
@@ -119,9 +154,17 @@ def token_losses(model: Transformer, params: PyTree, batch: PyTree
 
 
 def lm_loss(model: Transformer, params: PyTree, batch: PyTree) -> jax.Array:
-  """Mean next-token cross-entropy over all counted targets of the batch."""
+  """Mean next-token cross-entropy over all counted targets of the batch.
+
+  With ``batch["weights"]`` (per token, the weight of its document) each
+  target's loss is scaled by its weight; the denominator stays the count
+  of targets (see the module doc).
+  """
   ce, mask = token_losses(model, params, batch)
-  return jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  count = jnp.maximum(jnp.sum(mask), 1.0)
+  if "weights" in batch:
+    return jnp.sum(ce * (mask * batch["weights"][:, 1:])) / count
+  return jnp.sum(ce * mask) / count
 
 
 def make_train_step(config: config_lib.ModelConfig,
@@ -195,7 +238,8 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
       (``recipe.replay_fraction`` of its rows).
 
   Returns:
-    ``(params, info)`` with wall time and tokens/s. With LoRA
+    ``(params, info)`` with wall time and tokens/s (weighted rows: also the
+    mean weight of the corpus tokens). With LoRA
     (``recipe.lora_rank > 0``) `params` are the merged base + adapters, a
     tree like the input; the input `params` are left intact (not donated),
     and checkpoints in `workdir` hold only the adapters and their optimizer
@@ -225,6 +269,9 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
   num_replay = int(round(recipe.replay_fraction * recipe.batch_size))
   if num_replay and replay is None:
     raise ValueError("recipe.replay_fraction > 0 needs replay rows.")
+  if rows.weights is not None and num_replay:
+    # Replay rows hold no release data; they weigh 1, like an unweighted run.
+    replay = text_data.with_weights(replay, np.ones(replay.num_rows))
   if recipe.pack:
     rows = text_data.pack_rows(rows)
     replay = text_data.pack_rows(replay) if num_replay else None
@@ -274,6 +321,10 @@ def train_lm(params: PyTree, config: config_lib.ModelConfig,
       "fill": float(rows.lengths.sum() / rows.tokens.size),
       "trainable_params": trainable,
   }
+  if rows.weights is not None:
+    counted = rows.segments != 0 if rows.segments is not None else (
+        np.arange(rows.tokens.shape[1])[None, :] < rows.lengths[:, None])
+    info["mean_token_weight"] = float(rows.weights[counted].mean())
   if lora_cfg is None:
     return state.params, info
   info["lora_rank"] = lora_cfg.rank

@@ -1,0 +1,1 @@
+"""Curation loops on synthetic data: train, generate, verify, retrain."""
