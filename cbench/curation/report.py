@@ -165,6 +165,9 @@ def plot(result: dict, path: str) -> None:
     bx.plot([r["round"] for r in recs],
             [100 * (_stat(r, "synthetic_stats", "wrong_share") or 0.0)
              for r in recs], marker="o", linestyle=style, label=arm)
+  last = max((len(r) for r in result["arms"].values()), default=0)
+  ax.set_xticks(range(last + 1))
+  bx.set_xticks(range(1, last + 1))
   ax.set_xlabel("round k (0: real slice only)")
   ax.set_ylabel("public test exact match (%)")
   ax.set_title("QA accuracy per round")
