@@ -38,10 +38,10 @@ even rounds, second in odd ones, methods in reversed order), so each
 ratio compares two runs adjacent in time. One JSON line per model, s and
 method: ``ratio`` = private / paired plain step time over the rounds as
 min/median/max (the target is a median <= 1.2), ``ratio_of_min_steps``
-(best private / best plain step: load on a shared machine only adds
-time), the medians of both step times and both documents/s.
-``public_only`` does the plain side's work (one draw from one row per
-group), so its ratio shows the noise floor.
+(best private / best paired plain step, as many runs each: load on a
+shared machine only adds time), the medians of both step times and both
+documents/s. ``public_only`` does the plain side's work (one draw from one
+row per group), so its ratio shows the noise floor.
 
 ``"bench": "sampler"`` lines time the samplers alone: `--sampler_calls`
 calls of ``next_tokens`` on logits ``[G, s + 1, V]`` inside one jitted
@@ -328,7 +328,7 @@ def measure(inputs: Inputs, methods, *, rounds: int, plain: str = "temperature",
         "n1": inputs.n1, "n2": inputs.n2, "rounds": rounds, "plain": plain,
         "plain_random_words_per_step": words,
         "ratio": _spread(ratios),
-        "ratio_of_min_steps": _sig(min(step_s[m]) / min(step_s["plain"])),
+        "ratio_of_min_steps": _sig(min(step_s[m]) / min(paired[m])),
         "plain_ms_per_step": _sig(1e3 * statistics.median(step_s["plain"])),
         "private_ms_per_step": _sig(1e3 * statistics.median(step_s[m])),
         "private_docs_per_s": _sig(g / statistics.median(e2e_s[m])),
