@@ -68,8 +68,9 @@ def test_every_method_opens_its_ledger_through_the_shared_run():
   # One route to a run's ledger (`common.open_run`: the work-directory
   # binding, resume and refusal of another run's files), not one per method.
   direct = []
-  for path in glob.glob(os.path.join(ROOT, "cbench", "synthesis", "*.py")) + (
-      glob.glob(os.path.join(ROOT, "cbench", "audit", "*.py"))):
+  for path in (glob.glob(os.path.join(ROOT, "cbench", "synthesis", "*.py"))
+               + glob.glob(os.path.join(ROOT, "cbench", "audit", "*.py"))
+               + glob.glob(os.path.join(ROOT, "cbench", "images", "*.py"))):
     if path.endswith(("_test.py", os.path.join("synthesis", "common.py"))):
       continue
     if "Ledger.open(" in open(path, encoding="utf-8").read():

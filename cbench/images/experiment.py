@@ -89,7 +89,6 @@ from cbench.images import tokenizer as tokenizer_lib
 from cbench.images import world as world_lib
 from cbench.io import files
 from cbench.parallel import mesh as mesh_lib
-from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api
 from cbench.synthesis import common
 from cbench.synthesis import dp_finetune
@@ -532,16 +531,18 @@ def dp_run(config: ImagesConfig, setup: Setup, method: str, epsilon: float,
                 "none: every band is DP fine-tuned",
       "metric_network": "public split only"}
   header = dp_finetune.make_ledger_header(p, sampler, binding)
-  os.makedirs(run_dir, exist_ok=True)
   ledger_file = os.path.join(run_dir, "ledger.jsonl")
-  with ledger_lib.Ledger.open(ledger_file, header) as ledger:
+  # Samples are scored in memory; `out` names the run's directory.
+  run_files = common.RunFiles(out=run_dir, ledger=ledger_file,
+                              workdir=os.path.join(run_dir, "work"))
+  with common.open_run(run_files, header, "images_c2f") as ledger:
     # finetune donates its params: a copy, replicated on the mesh.
     params = jax.tree.map(jnp.copy, base.params)
     if mesh is not None:
       params = jax.device_put(params, NamedSharding(mesh, P()))
     result = dp_finetune.finetune(
-        params, base.config, rows, p,
-        os.path.join(run_dir, "work"), ledger, seed=config.seed, mesh=mesh)
+        params, base.config, rows, p, run_files.workdir, ledger,
+        seed=config.seed, mesh=mesh)
     common.require_charges(ledger, (f"step:{s}" for s in range(p.steps)),
                            ledger_file)
     eps = ledger.epsilon()
