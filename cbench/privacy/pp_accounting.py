@@ -67,9 +67,10 @@ Mechanisms and their per-token cost (Delta = f c / s)
   the whole document is at most sum_t eps_t (pure, summed over the tokens
   the stream actually produced). This is a statement about THIS output on
   THIS dataset, not a DP guarantee; it is itself a function of the private
-  data. It lives only in `PrivacyReport.expost_epsilon`, never in `rho` or
-  `epsilon`. It is <= the worst-case pure eps (gaps <= 2c) and 0 where >= 3
-  rows agree around the median.
+  data. It lives only in the median sampler's state and the run's
+  curator-only file, never in `rho`, an event or a reported epsilon. It is
+  <= the worst-case pure eps (gaps <= 2c) and 0 where >= 3 rows agree
+  around the median.
 
 (eps, delta) conversion
 -----------------------
@@ -77,7 +78,9 @@ Tight: Canonne, Kamath & Steinke (2020), Prop. 12:
   delta(eps) = inf_{a > 1} exp((a-1)(a rho - eps)) / (a-1) * (1 - 1/a)^a,
 any a giving a valid (pessimistic) delta; eps(delta) is found by bisection
 ending on the safe side. The closed form eps = rho + 2 sqrt(rho ln(1/delta))
-is returned beside it for cross-checking (tight <= closed form).
+is kept for cross-checking (tight <= closed form). These conversions serve
+the parameter rules and their tests; a run's reported epsilon is always the
+ledger's composition of the `zcdp_event`s it charged.
 """
 
 from __future__ import annotations
@@ -291,105 +294,38 @@ class PrivatePredictionParams:
     return dataclasses.asdict(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class PrivacyReport:
-  """What one synthesis run may claim (one `synth.ledger.jsonl` block).
-
-  Attributes:
-    method: one of `METHODS`.
-    relation: the neighbouring relation of `rho` / `epsilon`.
-    delta: the delta of `epsilon`.
-    rho: worst-case (ex-ante) zCDP of the whole release (max over batches,
-      times documents per batch).
-    epsilon: tight (eps, delta) from `rho` (and, for the median, no larger
-      than the pure composition bound).
-    epsilon_closed_form: rho + 2 sqrt(rho ln 1/delta), for cross-checking.
-    event: a dp_accounting event for `rho` (ZCDpEvent or NoOp).
-    parameters: the mechanism's parameters.
-    expost_epsilon: ONLY for the median: the data-dependent ex-post pure
-      privacy-loss bound (max over documents); never mixed into `epsilon`.
-    notes: free-form facts (per-token costs, counts).
-  """
-
-  method: str
-  relation: str
-  delta: float
-  rho: float
-  epsilon: float
-  epsilon_closed_form: float
-  event: Any
-  parameters: dict
-  expost_epsilon: Optional[float] = None
-  notes: dict = dataclasses.field(default_factory=dict)
-
-  def to_dict(self) -> dict[str, Any]:
-    d = dataclasses.asdict(self)
-    d["event"] = repr(self.event)
-    for k in ("rho", "epsilon", "epsilon_closed_form", "expost_epsilon"):
-      if isinstance(d[k], float) and math.isinf(d[k]):
-        d[k] = "inf"
-    return d
-
-
-def _report(method, relation, delta, rho, parameters, expost=None,
-            notes=None, pure_epsilon=math.inf) -> PrivacyReport:
-  _check_delta(delta)
-  if math.isinf(rho):
-    eps = closed = math.inf
-    event = dp_accounting.NonPrivateDpEvent()
-  else:
-    eps = min(zcdp_epsilon(rho, delta), pure_epsilon)
-    closed = zcdp_epsilon_closed_form(rho, delta)
-    event = zcdp_event(rho)
-  return PrivacyReport(method=method, relation=relation, delta=delta,
-                       rho=rho, epsilon=eps, epsilon_closed_form=closed,
-                       event=event, parameters=parameters,
-                       expost_epsilon=expost, notes=dict(notes or {}))
-
-
 def _check_docs(docs_per_batch: int) -> None:
   check(isinstance(docs_per_batch, (int, np.integer)) and docs_per_batch >= 1,
         f"Expected an integer docs_per_batch={docs_per_batch} >= 1.")
 
 
-def account_private_prediction(params: PrivatePredictionParams, delta: float,
-                               docs_per_batch: int = 1) -> PrivacyReport:
-  """Worst-case cost of private prediction over disjoint batches.
+# Release costs. These return rho only: a method turns rho into the
+# `zcdp_event` its ledger charges, and every reported epsilon is the ledger's
+# composition of those events (there is no second route to epsilon here).
+
+
+def private_prediction_rho(params: PrivatePredictionParams,
+                           docs_per_batch: int = 1) -> float:
+  """Worst-case zCDP rho of private prediction over disjoint batches.
 
   Each batch yields `docs_per_batch` documents (sequential composition inside
   a batch); batches compose in parallel (max), so the release costs
-  ``docs_per_batch * r * (rho_em + rho_svt)``.
+  ``docs_per_batch * r * (rho_em + rho_svt)``; inf when not private.
   """
   _check_docs(docs_per_batch)
-  rho = docs_per_batch * params.rho_per_document()
-  notes = {"docs_per_batch": docs_per_batch}
-  if params.private:
-    notes["rho_em_per_token"] = em_rho(params.clip, params.temperature,
-                                       params.batch_size, params.relation)
-    notes["rho_svt_per_token"] = (
-        0.0 if params.svt_noise is None else
-        svt_rho(params.svt_noise, params.batch_size, params.relation))
-  return _report("private_prediction", params.relation, delta, rho,
-                 params.to_dict(), notes=notes)
+  return docs_per_batch * params.rho_per_document()
 
 
-def account_invisible_ink(clip: float, temperature: float, batch_size: int,
-                          max_tokens: int, delta: float, relation: str,
-                          top_k: int = 0,
-                          docs_per_batch: int = 1) -> PrivacyReport:
+def invisible_ink_rho(clip: float, temperature: float, batch_size: int,
+                      max_tokens: int, relation: str,
+                      docs_per_batch: int = 1) -> float:
   """InvisibleInk: rho = docs * T * (1/2)(f C/(B tau))^2 (T = max length)."""
   _check_docs(docs_per_batch)
   check(max_tokens >= 1, f"Expected max_tokens={max_tokens} >= 1.")
   if math.isinf(clip):
-    rho = math.inf
-  else:
-    rho = docs_per_batch * max_tokens * em_rho(clip, temperature, batch_size,
-                                               relation)
-  params = {"clip": clip, "temperature": temperature,
-            "batch_size": batch_size, "max_tokens": max_tokens,
-            "top_k": top_k, "relation": relation}
-  return _report("invisible_ink", relation, delta, rho, params,
-                 notes={"docs_per_batch": docs_per_batch})
+    return math.inf
+  return docs_per_batch * max_tokens * em_rho(clip, temperature, batch_size,
+                                              relation)
 
 
 def median_worst_case_pure_epsilon(clip: float, temperature: float) -> float:
@@ -401,53 +337,26 @@ def median_worst_case_pure_epsilon(clip: float, temperature: float) -> float:
 
 def median_token_expost_epsilon(down_max: np.ndarray, up_max: np.ndarray,
                                 temperature: float) -> np.ndarray:
-  """Ex-post per-token bound (max_j down_j + max_j up_j)/tau (docstring)."""
+  """Ex-post per-token bound (max_j down_j + max_j up_j)/tau (docstring).
+
+  A function of the private data: curator-only, never released un-noised.
+  """
   return (np.asarray(down_max) + np.asarray(up_max)) / temperature
 
 
-def account_median(clip: float, temperature: float, batch_size: int,
-                   max_tokens: int, delta: float, relation: str,
-                   expost_epsilons: Optional[Iterable[float]] = None,
-                   docs_per_batch: int = 1) -> PrivacyReport:
-  """Clustered median: worst-case (rho, eps) and, separately, ex post.
+def median_rho(clip: float, temperature: float, max_tokens: int,
+               docs_per_batch: int = 1) -> float:
+  """Clustered median, worst case: rho = docs * T * (4c/tau)^2 / 8.
 
-  Args:
-    clip, temperature: c and tau of the median sampler.
-    batch_size: s (reported only: the worst case does not improve with s).
-    max_tokens: T, maximum tokens per document.
-    delta: delta of the worst-case eps.
-    relation: reported; the worst-case bound holds for all three.
-    expost_epsilons: per-document ex-post pure bounds (the sampler state's
-      ``expost_epsilon``); the report's `expost_epsilon` is their max (batches
-      are disjoint), times `docs_per_batch` if several documents share a
-      batch. None: not computed.
-    docs_per_batch: documents per batch.
+  The bound holds for every relation (the median moves by <= 2c whatever one
+  row does) and does not improve with the batch size.
   """
   _check_docs(docs_per_batch)
-  relation_factor(relation)
   check(max_tokens >= 1, f"Expected max_tokens={max_tokens} >= 1.")
   if math.isinf(clip):
-    rho, pure = math.inf, math.inf
-  else:
-    eps_tok = median_worst_case_pure_epsilon(clip, temperature)
-    rho = docs_per_batch * max_tokens * eps_tok ** 2 / 8.0
-    pure = docs_per_batch * max_tokens * eps_tok
-  expost = None
-  if expost_epsilons is not None:
-    values = [float(e) for e in expost_epsilons]
-    expost = docs_per_batch * max(values) if values else 0.0
-  params = {"clip": clip, "temperature": temperature,
-            "batch_size": batch_size, "max_tokens": max_tokens,
-            "relation": relation}
-  return _report("cluster_median", relation, delta, rho, params,
-                 expost=expost, pure_epsilon=pure,
-                 notes={"docs_per_batch": docs_per_batch,
-                        "worst_case_pure_epsilon": pure,
-                        "expost_is_data_dependent": True})
-
-
-def account_public_only(delta: float) -> PrivacyReport:
-  return _report("public_only", "add_remove", delta, 0.0, {})
+    return math.inf
+  eps_tok = median_worst_case_pure_epsilon(clip, temperature)
+  return docs_per_batch * max_tokens * eps_tok ** 2 / 8.0
 
 
 # ---------------------------------------------------------------------------
@@ -480,8 +389,7 @@ def derive_parameters(target_epsilon: float, delta: float, batch_size: int,
      if even r = 1 does not fit, raise `CbenchError` (infeasible).
   5. tau = max(tau, min_temperature, exactness bound 2c/R_max(V) when
      `vocab_size` is given); raising tau only lowers the cost.
-  6. The resulting eps is recomputed by `account_private_prediction` and
-     checked <= target.
+  6. The resulting rho's tight conversion is checked <= target.
 
   ``target_epsilon = inf`` returns the non-private setting (c = inf, no
   SVT, tau = max(1, min_temperature)): mean of recentred logits.
@@ -534,7 +442,7 @@ def derive_parameters(target_epsilon: float, delta: float, batch_size: int,
       batch_size=s, clip=float(clip), temperature=float(tau),
       svt_noise=sigma, threshold=threshold, max_private_tokens=int(r),
       public_temperature=public_temperature, relation=relation)
-  eps = account_private_prediction(params, delta).epsilon
+  eps = zcdp_epsilon(private_prediction_rho(params), delta)
   if eps > target_epsilon:
     raise AssertionError(
         f"derive_parameters: eps={eps} > target {target_epsilon}; {params}")

@@ -22,12 +22,13 @@ def test_reference_example_closed_form():
   assert pa.em_rho(10.0, 2.0, 255, "zero_out") == pytest.approx(1.922e-4,
                                                                 rel=1e-3)
   assert pa.svt_rho(0.2, 255, "zero_out") == pytest.approx(7.689e-4, rel=1e-3)
-  report = pa.account_private_prediction(p, REF_DELTA)
-  assert report.rho == pytest.approx(0.1701, rel=1e-3)
-  assert report.epsilon_closed_form == pytest.approx(2.99, abs=0.01)
-  assert report.epsilon < report.epsilon_closed_form       # tight is tighter
-  assert report.epsilon == pytest.approx(2.595, abs=0.01)
-  assert isinstance(report.event, dp_accounting.ZCDpEvent)
+  rho = pa.private_prediction_rho(p)
+  assert rho == pytest.approx(0.1701, rel=1e-3)
+  closed = pa.zcdp_epsilon_closed_form(rho, REF_DELTA)
+  assert closed == pytest.approx(2.99, abs=0.01)
+  assert pa.zcdp_epsilon(rho, REF_DELTA) < closed       # tight is tighter
+  assert pa.zcdp_epsilon(rho, REF_DELTA) == pytest.approx(2.595, abs=0.01)
+  assert isinstance(pa.zcdp_event(rho), dp_accounting.ZCDpEvent)
 
 
 def test_relations_scale_the_cost():
@@ -100,7 +101,7 @@ def test_derive_parameters_never_exceeds_target_on_a_grid():
           except CbenchError as e:
             assert "Infeasible" in str(e)
             continue
-          got = pa.account_private_prediction(p, 1e-5).epsilon
+          got = pa.zcdp_epsilon(pa.private_prediction_rho(p), 1e-5)
           assert got <= eps, (eps, s, r, kw, p)
           assert p.max_private_tokens <= r
           assert 0.5 <= p.temperature
@@ -111,7 +112,7 @@ def test_derive_parameters_never_exceeds_target_on_a_grid():
 def test_derive_parameters_spends_the_budget_when_unconstrained():
   p = pa.derive_parameters(10.0, 1e-5, 64, 64, clip=5.0, relation="zero_out",
                            min_temperature=0.01, max_temperature=100.0)
-  eps = pa.account_private_prediction(p, 1e-5).epsilon
+  eps = pa.zcdp_epsilon(pa.private_prediction_rho(p), 1e-5)
   assert eps == pytest.approx(10.0, rel=1e-6)
   assert p.max_private_tokens == 64
   # Its SVT and EM shares are as documented (default 0.5 / 0.5).
@@ -124,35 +125,37 @@ def test_derive_parameters_infeasible_and_infinite():
     pa.derive_parameters(0.1, 1e-5, 2, 10, clip=10.0)
   p = pa.derive_parameters(math.inf, 1e-5, 8, 50)
   assert not p.private and p.svt_noise is None
-  assert pa.account_private_prediction(p, 1e-5).epsilon == math.inf
+  assert pa.private_prediction_rho(p) == math.inf
   # The exactness bound of the sampler raises tau for huge vocabularies.
   q = pa.derive_parameters(100.0, 1e-5, 255, 4, clip=10.0, vocab_size=256_000)
   assert 2 * q.clip / q.temperature <= gumbel.max_exact_range(256_000) + 1e-9
 
 
 def test_invisible_ink_formula_and_clip_rule():
-  rho = pa.account_invisible_ink(2.0, 1.0, 8, 100, 1e-6, "zero_out").rho
+  rho = pa.invisible_ink_rho(2.0, 1.0, 8, 100, "zero_out")
   assert rho == pytest.approx(100 * 2.0 ** 2 / (2 * 8 ** 2 * 1.0 ** 2))
+  assert pa.invisible_ink_rho(2.0, 1.0, 8, 100, "zero_out",
+                              docs_per_batch=3) == pytest.approx(3 * rho)
   c = pa.derive_invisible_ink_clip(10.0, 1e-6, 8, 100, 1.1, "zero_out")
-  rep = pa.account_invisible_ink(c, 1.1, 8, 100, 1e-6, "zero_out")
-  assert rep.epsilon == pytest.approx(10.0, rel=1e-6) and rep.epsilon <= 10.0
+  eps = pa.zcdp_epsilon(pa.invisible_ink_rho(c, 1.1, 8, 100, "zero_out"),
+                        1e-6)
+  assert eps == pytest.approx(10.0, rel=1e-6) and eps <= 10.0
   # add/remove (our batching) charges replace-one: C halves at equal eps.
   c2 = pa.derive_invisible_ink_clip(10.0, 1e-6, 8, 100, 1.1, "add_remove")
   assert c2 == pytest.approx(c / 2)
 
 
-def test_median_fields_are_separate():
-  rep = pa.account_median(1.0, 2.0, 8, 10, 1e-5, "add_remove",
-                          expost_epsilons=[0.3, 1.2])
-  assert rep.rho == pytest.approx(10 * (4 * 1.0 / 2.0) ** 2 / 8)
-  assert rep.notes["worst_case_pure_epsilon"] == pytest.approx(20.0)
-  assert rep.epsilon <= 20.0
-  assert rep.expost_epsilon == pytest.approx(1.2)
-  assert rep.expost_epsilon <= rep.notes["worst_case_pure_epsilon"]
-  none = pa.account_median(1.0, 2.0, 8, 10, 1e-5, "add_remove")
-  assert none.expost_epsilon is None
+def test_median_cost_is_the_worst_case():
+  rho = pa.median_rho(1.0, 2.0, 10)
+  assert rho == pytest.approx(10 * (4 * 1.0 / 2.0) ** 2 / 8)
+  assert rho == pytest.approx(
+      10 * pa.median_worst_case_pure_epsilon(1.0, 2.0) ** 2 / 8)
+  assert pa.median_rho(1.0, 2.0, 10, docs_per_batch=2) == pytest.approx(
+      2 * rho)
+  assert pa.median_rho(math.inf, 2.0, 10) == math.inf
   c = pa.derive_median_clip(10.0, 1e-5, 10, 2.0)
-  assert pa.account_median(c, 2.0, 8, 10, 1e-5, "add_remove").epsilon <= 10.0
+  assert pa.zcdp_epsilon(pa.median_rho(c, 2.0, 10), 1e-5) <= 10.0
+  assert pa.zcdp_epsilon(pa.median_rho(c * 1.01, 2.0, 10), 1e-5) > 10.0
 
 
 def test_parallel_composition_is_a_max():
@@ -160,19 +163,17 @@ def test_parallel_composition_is_a_max():
   assert ev == dp_accounting.ZCDpEvent(0.4)
   assert pa.parallel_event([]) == dp_accounting.NoOpDpEvent()
   p = pa.PrivatePredictionParams(**REF)
-  two = pa.account_private_prediction(p, REF_DELTA, docs_per_batch=2)
-  assert two.rho == pytest.approx(2 * p.rho_per_document())
+  two = pa.private_prediction_rho(p, docs_per_batch=2)
+  assert two == pytest.approx(2 * p.rho_per_document())
   # Cluster counts compose sequentially with the synthesis event.
   total = dp_accounting.ComposedDpEvent([dp_accounting.LaplaceDpEvent(5.0),
                                          pa.zcdp_event(0.17)])
   assert pa.rdp_epsilon(total, 1e-5) > pa.zcdp_epsilon(0.17, 1e-5)
 
 
-def test_report_serialises():
-  rep = pa.account_private_prediction(pa.PrivatePredictionParams(**REF),
-                                      REF_DELTA)
-  d = rep.to_dict()
-  assert d["method"] == "private_prediction"
-  assert d["relation"] == "zero_out" and d["parameters"]["clip"] == 10.0
-  assert d["expost_epsilon"] is None
-  assert pa.account_public_only(1e-5).epsilon == 0.0
+def test_there_is_no_second_route_to_epsilon():
+  # Costs are rho only; epsilon comes from composing the ledger's events.
+  for name in ("PrivacyReport", "account_private_prediction",
+               "account_invisible_ink", "account_median",
+               "account_public_only"):
+    assert not hasattr(pa, name), name

@@ -450,20 +450,19 @@ def _derive_mechanism(method: str, eps_doc: float, delta: float, s: int,
         threshold=opts.threshold, public_temperature=opts.public_temperature,
         min_temperature=opts.min_temperature,
         max_temperature=opts.max_temperature, vocab_size=vocab_size)
-    rho = ppa.account_private_prediction(p, delta).rho
+    rho = ppa.private_prediction_rho(p)
     return p.to_dict(), rho
   if method == "invisible_ink":
     c = ppa.derive_invisible_ink_clip(eps_doc, delta, s, t_max,
                                       opts.temperature, opts.relation)
-    rho = ppa.account_invisible_ink(c, opts.temperature, s, t_max, delta,
-                                    opts.relation, opts.top_k).rho
+    rho = ppa.invisible_ink_rho(c, opts.temperature, s, t_max,
+                                opts.relation)
     return {"batch_size": s, "clip": c, "temperature": opts.temperature,
             "max_tokens": t_max, "top_k": opts.top_k,
             "relation": opts.relation}, rho
   if method == "cluster_median":
     c = ppa.derive_median_clip(eps_doc, delta, t_max, opts.temperature)
-    rho = ppa.account_median(c, opts.temperature, s, t_max, delta,
-                             opts.relation).rho
+    rho = ppa.median_rho(c, opts.temperature, t_max)
     return {"batch_size": s, "clip": c, "temperature": opts.temperature,
             "max_tokens": t_max, "relation": opts.relation,
             "embedder": opts.embedder}, rho

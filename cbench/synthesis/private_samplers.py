@@ -209,7 +209,7 @@ class ExpMechSampler:
     clip: c of the recentred clip (inf: non-private).
     temperature: tau.
     max_private_tokens: r; the stream stops after r tokens.
-    relation: neighbouring relation of `account`.
+    relation: neighbouring relation of the charged cost (pp_accounting).
     end_token_ids: the decoder's eos/stop ids.
     dtype: compute dtype of the aggregation.
   """
@@ -250,14 +250,6 @@ class ExpMechSampler:
         state, tokens, jnp.ones(tokens.shape, jnp.bool_),
         lambda count, steps: count >= r, self.end_token_ids)
     return tokens, stop, state
-
-  def account(self, delta: float, docs_per_batch: int = 1):
-    params = pp_accounting.PrivatePredictionParams(
-        batch_size=self.batch_size, clip=self.clip,
-        temperature=self.temperature, svt_noise=None, threshold=0.0,
-        max_private_tokens=self.max_private_tokens, relation=self.relation)
-    return pp_accounting.account_private_prediction(params, delta,
-                                                    docs_per_batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,10 +316,6 @@ class SvtPrivatePredictionSampler:
                            self.end_token_ids, threshold=thr)
     return tokens, stop, state
 
-  def account(self, delta: float, docs_per_batch: int = 1):
-    return pp_accounting.account_private_prediction(self.params, delta,
-                                                    docs_per_batch)
-
 
 @dataclasses.dataclass(frozen=True)
 class InvisibleInkSampler:
@@ -339,7 +327,7 @@ class InvisibleInkSampler:
     temperature: tau.
     max_tokens: T; every token is private and the stream stops after T.
     top_k: k of Top-k+ (0: the whole vocabulary).
-    relation: neighbouring relation of `account`.
+    relation: neighbouring relation of the charged cost (pp_accounting).
     end_token_ids: the decoder's eos/stop ids.
     dtype: compute dtype of the aggregation.
   """
@@ -381,11 +369,6 @@ class InvisibleInkSampler:
         state, tokens, jnp.ones(tokens.shape, jnp.bool_),
         lambda count, steps: steps >= t, self.end_token_ids)
     return tokens, stop, state
-
-  def account(self, delta: float, docs_per_batch: int = 1):
-    return pp_accounting.account_invisible_ink(
-        self.clip, self.temperature, self.batch_size, self.max_tokens,
-        delta, self.relation, self.top_k, docs_per_batch)
 
 
 # ---------------------------------------------------------------------------
@@ -564,12 +547,6 @@ class MedianSampler:
         token_expost=token_expost)
     return tokens, stop, state
 
-  def account(self, delta: float, expost_epsilons=None,
-              docs_per_batch: int = 1):
-    return pp_accounting.account_median(
-        self.clip, self.temperature, self.batch_size, self.max_tokens, delta,
-        self.relation, expost_epsilons, docs_per_batch)
-
 
 @dataclasses.dataclass(frozen=True)
 class PublicOnlySampler:
@@ -605,5 +582,3 @@ class PublicOnlySampler:
         self.end_token_ids)
     return tokens, stop, state
 
-  def account(self, delta: float):
-    return pp_accounting.account_public_only(delta)
