@@ -105,6 +105,21 @@ def no_amplification_event(noise_multiplier: float, participations: int,
   return _self_compose(dpe.GaussianDpEvent(nm), participations)
 
 
+def discretization_interval(target_epsilon: float) -> float:
+  """PLD value-discretization interval for a run that targets `target_epsilon`.
+
+  `DEFAULT_VDI` up to epsilon = 10, then epsilon * 1e-5, capped at 1e-2.
+  PLD's pessimistic discretisation is an upper bound at any interval; its
+  slack grows with the interval (about 1e-3 at epsilon = 250 with 1e-2),
+  while the PLD's size grows as 1/interval and as 1/sigma^2, so a fixed
+  1e-4 makes large-epsilon (small-sigma) calibration need gigabytes. A run
+  records the interval in its ledger header and reports with the same one.
+  """
+  if not math.isfinite(target_epsilon) or target_epsilon <= 10.0:
+    return DEFAULT_VDI
+  return min(max(DEFAULT_VDI, target_epsilon * 1e-5), 1e-2)
+
+
 def _pld_accountant(relation: str, vdi: float) -> pld.PLDAccountant:
   return pld.PLDAccountant(relations.to_dp_accounting(relation),
                            value_discretization_interval=vdi)

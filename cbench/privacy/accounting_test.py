@@ -172,3 +172,17 @@ def test_event_dict_round_trip():
   assert acc.event_from_dict(acc.event_to_dict(ev)) == ev
   with pytest.raises(CbenchError):
     acc.event_from_dict({"class_name": "os.system"})
+
+
+def test_discretization_interval_is_an_upper_bound_that_scales():
+  assert acc.discretization_interval(1.0) == acc.DEFAULT_VDI
+  assert acc.discretization_interval(10.0) == acc.DEFAULT_VDI
+  assert acc.discretization_interval(math.inf) == acc.DEFAULT_VDI
+  assert acc.discretization_interval(100.0) == pytest.approx(1e-3)
+  assert acc.discretization_interval(1e4) == pytest.approx(1e-2)
+  # A coarse interval never reports below a fine one (pessimistic PLD).
+  ev = acc.poisson_event(0.01, 0.2, 50, "add_remove")
+  fine = acc.epsilon(ev, 1e-5, "add_remove", "pld", 1e-4)
+  coarse = acc.epsilon(ev, 1e-5, "add_remove", "pld",
+                              acc.discretization_interval(100.0))
+  assert fine <= coarse <= fine * 1.01

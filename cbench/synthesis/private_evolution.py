@@ -24,8 +24,9 @@ Each of T iterations:
      (uniform if all are 0) and varied into the next population.
 
 The output is the population after the T-th iteration's variation. σ is
-calibrated by PLD so that the T composed Gaussian events meet the target
-(ε, δ); ε = ∞ runs the same code with σ = 0. Post-processing (threshold,
+calibrated by PLD (discretisation `accounting.discretization_interval` of
+the target, recorded in the ledger header) so that the T composed Gaussian
+events meet the target (ε, δ); ε = ∞ runs the same code with σ = 0. Post-processing (threshold,
 draw, variation) uses only the noisy counts and public randomness. Private
 records are embedded in fixed-size chunks and voted in one jitted, padded
 kernel (`noisy_votes`): no data-dependent shapes or branches.
@@ -161,11 +162,12 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
   if math.isinf(config.epsilon):
     return Plan(math.inf, delta, num_records, config.num_docs, 0.0, math.inf,
                 o)
+  vdi = accounting.discretization_interval(config.epsilon)
   try:
     sigma = accounting.calibrate_noise_multiplier(
         lambda s: _composed(s, o.iterations), config.epsilon, delta,
         "add_remove", time_limit_s=o.calibration_seconds,
-        max_sigma=o.max_noise_multiplier)
+        max_sigma=o.max_noise_multiplier, value_discretization_interval=vdi)
   except accounting.CalibrationTimeout:
     raise
   except CbenchError as e:
@@ -174,7 +176,7 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
                       f" (noise above max_noise_multiplier="
                       f"{o.max_noise_multiplier}).") from e
   eps = accounting.epsilon(_composed(sigma, o.iterations), delta,
-                           "add_remove", ACCOUNTANT)
+                           "add_remove", ACCOUNTANT, vdi)
   return Plan(config.epsilon, delta, num_records, config.num_docs, sigma,
               eps, o)
 
@@ -328,6 +330,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       relation="add_remove", sampler="none (every record votes)",
       accountant=ACCOUNTANT, delta=p.delta,
       config_hash=common.config_hash(binding), config=binding,
+      value_discretization_interval=accounting.discretization_interval(
+          p.target_epsilon),
       method=METHOD, noise_multiplier=p.noise_multiplier,
       iterations=o.iterations, threshold=o.threshold,
       target_epsilon=common.jsonable(p.target_epsilon),
