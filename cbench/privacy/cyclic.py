@@ -12,9 +12,10 @@ Traversal. The N public record slots are permuted ONCE (a seeded
 `np.random.Generator`; `shuffle=False` keeps slot order) and cut into
 K = ceil(N / b) disjoint batches; epoch e visits batches 0..K-1 in the same
 order, so step t uses batch t mod K. Every slot is in exactly one batch per
-epoch. Shapes are public: every batch has b rows; when b does not divide N
-the last batch ends with padding rows (`is_padding=True`, index 0), which a
-DP-SGD step must mask. The normaliser of the noisy sum is the public b.
+epoch. Shapes are public: every batch has ceil(b / pad_unit) * pad_unit rows
+(pad_unit 1: b rows); the last batch (when b does not divide N) and any
+rows past b are padding rows (`is_padding=True`, index 0), which a DP-SGD
+step must mask. The normaliser of the noisy sum is the public b.
 
 All-iterates accounting (every intermediate model may be released). A record
 touches exactly one step per epoch and no other step, so over any prefix of
@@ -22,7 +23,11 @@ touches exactly one step per epoch and no other step, so over any prefix of
 mechanism on the clipped sum with std sigma * sensitivity. Adaptive
 composition of P such mechanisms is exact: the event is
 `GaussianDpEvent` self-composed P times (no amplification is claimed; the
-permutation is public, so none applies).
+permutation is public, so none applies). A write-ahead ledger charges
+`CyclicConfig.step_event(t)` before step t: the whole epoch's Gaussian at
+its first step, nothing at its other steps, so the charges of any prefix
+compose to exactly that prefix's event (a run stopped mid-epoch has paid
+the epoch in full).
 
 Relations (N stays public and fixed):
   replace_one  a record is replaced in its slot; sensitivity 2C.
@@ -96,9 +101,10 @@ class CyclicSampler:
   amplification = False
 
   def __init__(self, num_examples: int, batch_size: int,
-               seed: Optional[int], shuffle: bool = True):
+               seed: Optional[int], shuffle: bool = True, pad_unit: int = 1):
     _check_int("num_examples", num_examples, 1)
     _check_int("batch_size", batch_size, 1)
+    _check_int("pad_unit", pad_unit, 1)
     check(batch_size <= num_examples,
           f"Expected batch_size={batch_size} <= num_examples={num_examples}.")
     check(not shuffle or seed is not None,
@@ -106,6 +112,7 @@ class CyclicSampler:
     self.num_examples = int(num_examples)
     self.batch_size = int(batch_size)
     self.shuffle = bool(shuffle)
+    self.pad_unit = int(pad_unit)
     if shuffle:
       rng = np.random.default_rng([int(seed), _TAG])
       order = rng.permutation(self.num_examples)
@@ -116,8 +123,10 @@ class CyclicSampler:
     idx[:self.num_examples] = order
     pad = np.ones(k * self.batch_size, bool)
     pad[:self.num_examples] = False
-    self._indices = idx.reshape(k, self.batch_size)
-    self._padding = pad.reshape(k, self.batch_size)
+    cols = ((0, 0), (0, self.bucket - self.batch_size))  # padding columns
+    self._indices = np.pad(idx.reshape(k, self.batch_size), cols)
+    self._padding = np.pad(pad.reshape(k, self.batch_size), cols,
+                           constant_values=True)
     self._indices.setflags(write=False)
     self._padding.setflags(write=False)
 
@@ -133,11 +142,17 @@ class CyclicSampler:
 
   @property
   def max_batch_size(self) -> int:
+    """Most real rows in a batch: b."""
     return self.batch_size
 
   @property
+  def bucket(self) -> int:
+    """Rows of every batch: b rounded up to a multiple of pad_unit."""
+    return -(-self.batch_size // self.pad_unit) * self.pad_unit
+
+  @property
   def bucket_sizes(self) -> tuple[int, ...]:
-    return (self.batch_size,)
+    return (self.bucket,)
 
   def batch(self, step: int) -> Batch:
     _check_int("step", step, 0)
@@ -155,11 +170,12 @@ class CyclicSampler:
   def describe(self) -> dict:
     return {"kind": self.kind, "num_examples": self.num_examples,
             "batch_size": self.batch_size, "shuffle": self.shuffle,
-            "amplification": False}
+            "pad_unit": self.pad_unit, "amplification": False}
 
   def __repr__(self) -> str:
     return (f"CyclicSampler(num_examples={self.num_examples}, "
-            f"batch_size={self.batch_size}, shuffle={self.shuffle})")
+            f"batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"pad_unit={self.pad_unit})")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -206,16 +222,32 @@ class CyclicConfig:
   def accounting_relation(self) -> str:
     return accounting_relation(self.relation)
 
-  def sampler(self, seed: Optional[int] = None) -> CyclicSampler:
-    """The batches this config is accounted for (`seed` needed to shuffle)."""
+  def sampler(self, seed: Optional[int] = None,
+              pad_unit: int = 1) -> CyclicSampler:
+    """The batches this config is accounted for (`seed` needed to shuffle;
+    `pad_unit` only rounds the public row count up)."""
     return CyclicSampler(self.num_examples, self.batch_size, seed,
-                         self.shuffle)
+                         self.shuffle, pad_unit)
 
   def dp_event(self, steps: Optional[int] = None) -> dpe.DpEvent:
     """All-iterates event of the first `steps` steps (default: the run)."""
     steps = self.num_steps if steps is None else steps
     return cyclic_event(self.steps_per_epoch, self.noise_multiplier, steps,
                         self.relation)
+
+  def step_event(self, step: int) -> dpe.DpEvent:
+    """What a write-ahead ledger charges BEFORE step `step` runs.
+
+    The whole epoch's event (one Gaussian: each slot is in exactly one of
+    its batches) at the epoch's first step, `NoOpDpEvent` at its other
+    steps. The charges of steps [0, t) compose to `dp_event(t)` for every
+    t, so a run stopped mid-epoch has already paid that epoch in full.
+    """
+    _check_int("step", step, 0)
+    k = self.steps_per_epoch
+    if participations(k, step + 1) == participations(k, step):
+      return dpe.NoOpDpEvent()
+    return cyclic_event(k, self.noise_multiplier, k, self.relation)
 
   def epsilon(self, delta: float, steps: Optional[int] = None,
               accountant: str = "pld") -> float:

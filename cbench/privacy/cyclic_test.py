@@ -63,6 +63,48 @@ def test_every_slot_exactly_once_per_epoch_with_fixed_shapes(n, b, shuffle):
   assert sampler.bucket_sizes == (b,)
 
 
+def test_pad_unit_only_adds_masked_rows():
+  cfg = cyclic.CyclicConfig(num_examples=30, batch_size=6, epochs=1,
+                            noise_multiplier=1.0)
+  plain, padded = cfg.sampler(seed=2), cfg.sampler(seed=2, pad_unit=4)
+  assert padded.bucket_sizes == (8,) and padded.max_batch_size == 6
+  assert padded.expected_batch_size == 6.0    # the normaliser stays b
+  for t in range(cfg.steps_per_epoch):
+    a, b = plain.batch(t), padded.batch(t)
+    assert b.indices.shape == b.is_padding.shape == (8,)
+    np.testing.assert_array_equal(b.indices[:6], a.indices)
+    np.testing.assert_array_equal(b.is_padding[:6], a.is_padding)
+    assert b.is_padding[6:].all() and not b.indices[6:].any()
+  assert padded.describe()["pad_unit"] == 4
+
+
+@pytest.mark.parametrize("n,b,epochs", [(45, 8, 3), (7, 7, 2), (9, 2, 1)])
+def test_per_step_charges_compose_to_every_prefix_event(n, b, epochs):
+  """Charge-before-use: the epoch's Gaussian at its first step, NoOps after,
+  so the charges of steps [0, t) are the event of a t-step run for EVERY t
+  (a run stopped mid-epoch has paid that epoch). The mutant that charges
+  at the epoch's last step is short at every mid-epoch prefix."""
+  cfg = cyclic.CyclicConfig(num_examples=n, batch_size=b, epochs=epochs,
+                            noise_multiplier=1.3, relation="zero_out")
+  k = cfg.steps_per_epoch
+  gauss = cfg.dp_event(k)            # one epoch
+  late = lambda t: gauss if t % k == k - 1 else dpe.NoOpDpEvent()
+  assert gauss == dpe.SelfComposedDpEvent(
+      dpe.GaussianDpEvent(cfg.noise_multiplier), 1)   # zero_out: std / C
+  for t in range(cfg.num_steps + 1):
+    charged = [cfg.step_event(s) for s in range(t)]
+    assert all(e == gauss or e == dpe.NoOpDpEvent() for e in charged)
+    paid = sum(e == gauss for e in charged)
+    assert paid == cyclic.participations(k, t) == math.ceil(t / k)
+    if t % k:
+      assert sum(late(s) == gauss for s in range(t)) < paid
+  # Composed one by one (PLD rounds each composition pessimistically).
+  eps = accounting.epsilon(
+      dpe.ComposedDpEvent([cfg.step_event(s) for s in range(cfg.num_steps)]),
+      DELTA, cfg.accounting_relation)
+  assert cfg.epsilon(DELTA) <= eps <= 1.01 * cfg.epsilon(DELTA)
+
+
 def test_the_same_batches_every_epoch_and_on_replay():
   cfg = cyclic.CyclicConfig(num_examples=50, batch_size=8, epochs=2,
                             noise_multiplier=1.0)

@@ -39,10 +39,13 @@ from cbench._validate import CbenchError, check, one_of
 from cbench.privacy import accounting
 from cbench.privacy import batch_sampling
 from cbench.privacy import clipping
+from cbench.privacy import cyclic
 from cbench.privacy import noise
 from cbench.privacy import relations
 
 PyTree = Any
+# Sampler kinds a config may name (`check_plan` matches the sampler's kind).
+SAMPLERS = batch_sampling.SAMPLERS + (cyclic.CyclicSampler.kind,)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,9 +56,11 @@ class DpSgdConfig:
     clip_norm: per-example L2 clip norm C (> 0; inf only with sigma = 0).
     noise_multiplier: sigma >= 0, noise std relative to the sensitivity
       (sigma = 0: non-private baseline through the same code path).
-    expected_batch_size: the PUBLIC normaliser (q * N for Poisson).
-    relation: 'add_remove' | 'replace_one' (sensitivity C or 2C).
-    sampler: 'poisson' | 'truncated_poisson' | 'shuffled'.
+    expected_batch_size: the PUBLIC normaliser (q * N for Poisson, b for
+      fixed batches).
+    relation: 'add_remove' | 'replace_one' (sensitivity C or 2C; a cyclic
+      run's zero_out has add_remove's sensitivity C, see `cyclic.py`).
+    sampler: 'poisson' | 'truncated_poisson' | 'shuffled' | 'cyclic'.
     clipping: 'vmap' | 'ghost'.
     microbatch_size: None or a divisor of the (per-device) batch.
     ghost_reduce: 'bookkeeping' | 'backward' (ghost clipping only).
@@ -73,7 +78,7 @@ class DpSgdConfig:
 
   def __post_init__(self):
     relations.check_relation(self.relation)
-    one_of("sampler", self.sampler, batch_sampling.SAMPLERS)
+    one_of("sampler", self.sampler, SAMPLERS)
     one_of("clipping", self.clipping, clipping.METHODS)
     one_of("ghost_reduce", self.ghost_reduce, ("bookkeeping", "backward"))
     check(self.clip_norm is not None and self.clip_norm > 0,

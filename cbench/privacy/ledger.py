@@ -37,7 +37,7 @@ import importlib.metadata
 import json
 import math
 import os
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from dp_accounting import dp_event as dpe
 
@@ -331,10 +331,18 @@ def _check_same_header(path: str, stored: Mapping, new: Mapping) -> None:
   diff = sorted(k for k in keys
                 if _canonical(stored.get(k)) != _canonical(new.get(k)))
   if diff:
+    kinds = ""
+    if "sampler" in diff:
+      kinds = (f"; sampler {_sampler_kind(stored.get('sampler'))!r} in the "
+               f"ledger, {_sampler_kind(new.get('sampler'))!r} requested")
     raise CbenchError(
         f"Ledger {path} was written for a different run (fields {diff} "
-        "differ); refusing to resume. Write this run elsewhere (a new --out "
-        "or --workdir).")
+        f"differ{kinds}); refusing to resume. Write this run elsewhere (a "
+        "new --out or --workdir).")
+
+
+def _sampler_kind(sampler: Any) -> Any:
+  return sampler.get("kind") if isinstance(sampler, Mapping) else sampler
 
 
 def key_fingerprint(key_data: bytes, step: int) -> str:
@@ -354,15 +362,23 @@ class StepChargeHook:
   (`key_fingerprint`). A resumed run that replays a charged step with the
   same key pays nothing (same id, same content); one that would draw
   different noise for it is refused (same id, different content).
-  `meta` may carry public per-run facts. Compatible with
+  `meta` may carry public per-run facts. `event_per_step` is one event
+  charged at every step, or a function ``step -> DpEvent`` (e.g. a cyclic
+  run's whole-epoch charge at each epoch's first step). Compatible with
   `cbench.train.loop` hooks.
   """
 
-  def __init__(self, ledger: Ledger, event_per_step: dpe.DpEvent,
+  def __init__(self, ledger: Ledger,
+               event_per_step: Union[dpe.DpEvent,
+                                     Callable[[int], dpe.DpEvent]],
                meta: Optional[Mapping] = None,
                key_data: Optional[bytes] = None):
     self.ledger = ledger
-    self.event = accounting.event_to_dict(event_per_step)
+    if isinstance(event_per_step, dpe.DpEvent):
+      self.event = accounting.event_to_dict(event_per_step)
+      self._event_of = None
+    else:
+      self.event, self._event_of = None, event_per_step
     self.meta = dict(meta or {})
     self.key_data = key_data
 
@@ -370,4 +386,6 @@ class StepChargeHook:
     meta = dict(self.meta, step=int(step))
     if self.key_data is not None:
       meta["noise_key"] = key_fingerprint(self.key_data, step)
-    self.ledger.charge(f"step:{int(step)}", self.event, meta)
+    event = (self.event if self._event_of is None
+             else self._event_of(int(step)))
+    self.ledger.charge(f"step:{int(step)}", event, meta)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+from dp_accounting import dp_event as dpe
 import pytest
 
 from cbench._validate import CbenchError
@@ -198,3 +199,28 @@ def test_step_charge_hook(tmp_path):
   assert records[0]["meta"]["noise_key"] == ledger_lib.key_fingerprint(
       b"key-A", 0) != ledger_lib.key_fingerprint(b"key-A", 1)
   assert all(r["config_hash"] == "cfg-A" for r in records)
+
+
+def test_step_charge_hook_with_a_per_step_event(tmp_path):
+  """``step -> event`` (a cyclic run: the epoch's charge at its first step,
+  NoOps after); a replay re-charges the same event, never twice."""
+  of = lambda step: EVENT if step % 3 == 0 else dpe.NoOpDpEvent()
+  with ledger_lib.Ledger.open(str(tmp_path / "h.json"), _header()) as led:
+    hook = ledger_lib.StepChargeHook(led, of, key_data=b"key-A")
+    for step in (0, 1, 2, 3, 4, 3, 4, 5):   # a resume replays 3 and 4
+      hook.before_step(step)
+    assert led.count == 6
+    assert led.epsilon() == pytest.approx(accounting.epsilon(
+        SAMPLER.dp_event(1.0, 2, "add_remove"), 1e-5, "add_remove", "pld",
+        1e-3), abs=1e-9)
+
+
+def test_a_resume_with_another_sampler_names_both_kinds(tmp_path):
+  path = str(tmp_path / "l.json")
+  ledger_lib.Ledger.open(path, _header()).close()
+  shuffled = batch_sampling.ShuffledEpochSampler(1000, 20, seed=0)
+  with pytest.raises(CbenchError) as e:
+    ledger_lib.Ledger.open(path, _header(sampler=shuffled.describe()))
+  assert "'sampler'" in str(e.value) and "\n" not in str(e.value)
+  assert "sampler 'poisson' in the ledger, 'shuffled' requested" in str(
+      e.value)

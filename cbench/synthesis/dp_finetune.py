@@ -11,19 +11,29 @@ the row's real target tokens (`cross_entropy_loss`).
 
 Training (`finetune`)
 ---------------------
-* Sampling: true Poisson sampling (`batch_sampling.PoissonSampler`), each record
-  included independently with probability ``q = B / n`` (B = option
-  ``batch_size``, the EXPECTED batch size; n = the release manifest's public
-  train count). Batches are padded to public bucket sizes (multiples of
-  ``pad_unit``, rounded up to a multiple of the data-parallel device count
-  times the microbatch); padding rows contribute exactly 0. ``batch(step)``
-  is a pure function of (seed, step), so a resumed run replays the same
-  index stream.
+* Sampling (option ``sampler``):
+    'poisson'  (default) true Poisson sampling
+               (`batch_sampling.PoissonSampler`), each record included
+               independently with probability ``q = B / n`` (B = option
+               ``batch_size``, the EXPECTED batch size; n = the release
+               manifest's public train count). Batches are padded to public
+               bucket sizes (multiples of ``pad_unit``, rounded up to a
+               multiple of the data-parallel device count times the
+               microbatch).
+    'cyclic'   fixed disjoint batches of b = B records (an integer) of one
+               seeded permutation, visited in the same order every epoch
+               (`cyclic.CyclicSampler`): K = ceil(n / b) steps per epoch,
+               each record in exactly one batch per epoch; E = ceil(T / K)
+               epochs (a partial last epoch is paid in full). Every batch
+               has one public shape, b rounded up like ``pad_unit`` above.
+  Padding rows contribute exactly 0. ``batch(step)`` is a pure function of
+  (seed, step), so a resumed run replays the same index stream.
 * Mechanism: `dpsgd.make_dp_grad_fn`: per-example gradients clipped to
   ``clip_norm`` C ('vmap' or 'ghost' clipping, option ``clipping``), summed,
-  Gaussian noise of std ``sigma * C`` (add/remove; ``2 sigma C`` under
-  replace_one), divided by the PUBLIC constant B. Data-parallel over all
-  devices (``data_parallel``): per-device clipping, then a psum.
+  Gaussian noise of std ``sigma * C`` (add/remove, cyclic zero_out;
+  ``2 sigma C`` under replace_one), divided by the PUBLIC constant B.
+  Data-parallel over all devices (``data_parallel``): per-device clipping,
+  then a psum.
 * Optimizer: the harness family, AdamW (b1 0.9, b2 0.995, weight decay on
   matrices, linear warmup then cosine decay; `optim.make_optimizer`) on the
   noisy gradient, without the harness's global-norm clip (per-example
@@ -52,6 +62,15 @@ Privacy
   ledger will hold (T identical per-step charges) is then recomputed by a
   fresh accountant and sigma is raised if it ever exceeded the target.
   delta defaults to `api.default_delta(n)` = 1 / (10 n).
+* ``sampler=cyclic``: relations ``replace_one`` (sensitivity 2C) and
+  ``zero_out`` (C; accounted as add/remove, n stays public), what
+  `cyclic.py` accounts; add_remove is refused at plan time. No
+  amplification: sigma is calibrated (`CyclicConfig.calibrated`, PLD,
+  deterministic) on the exact all-iterates event, E self-composed
+  Gaussians. The ledger charges `CyclicConfig.step_event`: the epoch's
+  Gaussian at its first step (before any of its batches is used), a
+  `NoOpDpEvent` at its other steps, so the charges of any prefix compose to
+  that prefix's cyclic event and the full run's to ``CyclicConfig.epsilon``.
 * Parameter rule: sigma must be <= ``max_noise_multiplier`` (default 50); a
   target needing more is infeasible: `check_feasible` / `plan` raise
   `CbenchError` before any file is written.
@@ -60,9 +79,11 @@ Privacy
   still charged (a Poisson-sampled Gaussian with sigma 0), so the ledger's
   epsilon is inf.
 * Ledger (``api.ledger_path(out)``, `cbench.privacy.ledger`): the header
-  binds relation, sampler (``describe()``), accountant, sigma, C, q, T,
-  delta and a hash of the whole configuration (release, base model,
-  options). A `ledger.StepChargeHook` charges ``step:s`` BEFORE step s runs,
+  binds relation (the accountant's), sampler (``describe()``; a resume
+  with another sampler is refused), accountant, sigma, C, q (None for
+  cyclic, which also records ``CyclicConfig.describe()``), T, delta and a
+  hash of the whole configuration (release, base model, options). A
+  `ledger.StepChargeHook` charges ``step:s`` BEFORE step s runs,
   hence before any checkpoint holding its result is saved. A resumed run
   replays charged steps with the same keys and batches: identical charges
   are no-ops (never twice); every step below the restored checkpoint must
@@ -83,7 +104,8 @@ Privacy
 Seeds: sampler stream, noise keys, adapter init and decoding keys all derive
 from ``config.seed`` (public in this benchmark; a deployment must inject
 secret randomness, privacy-testing.md E4). Side channels out of scope: the
-padded batch shape (a bucket of the realised size), timing, memory.
+padded batch shape (Poisson: a bucket of the realised size; cyclic: one
+fixed shape), timing, memory.
 """
 
 from __future__ import annotations
@@ -120,6 +142,7 @@ from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
 from cbench.privacy import batch_sampling
 from cbench.privacy import canaries
+from cbench.privacy import cyclic
 from cbench.privacy import dpsgd
 from cbench.privacy import ghost
 from cbench.privacy import ledger as ledger_lib
@@ -140,6 +163,7 @@ ACCOUNTANT = "pld"
 VDI = accounting.DEFAULT_VDI
 _NOISE_STREAM, _SAMPLE_STREAM, _LORA_STREAM = 0x4E4F, 0x5341, 0x4C4F
 _TRAINABLE = ("all", "lora")
+_SAMPLERS = ("poisson", "cyclic")
 _DP_RELATIONS = ("add_remove", "replace_one")
 
 
@@ -154,7 +178,8 @@ class Options:
   Attributes:
     steps: T, DP-SGD steps [200].
     batch_size: B, EXPECTED batch size (q = B / n), also the public
-      normaliser of the noisy gradient sum [64].
+      normaliser of the noisy gradient sum; with sampler=cyclic the fixed
+      batch size b (an integer) [64].
     clip_norm: C, per-example L2 clip norm [1.0].
     learning_rate: AdamW peak learning rate [1e-3].
     warmup_fraction: linear warmup share of the steps [0.1].
@@ -170,7 +195,10 @@ class Options:
     lora_alpha: adapter scale alpha (the update is alpha / r * A B) [16.0].
     lora_targets: regex over '/'-joined kernel paths that get adapters
       [blocks_<i>/(attn|mlp)/<name>/kernel].
-    relation: 'add_remove' | 'replace_one' [add_remove].
+    sampler: 'poisson' | 'cyclic' (fixed disjoint batches, one shuffle,
+      traversed every epoch) [poisson].
+    relation: 'add_remove' | 'replace_one' (poisson); 'replace_one' |
+      'zero_out' (cyclic) [add_remove].
     max_noise_multiplier: the parameter rule's cap on sigma; a target
       needing more is infeasible [50.0].
     calibration_seconds: time limit of the sigma search [300.0].
@@ -197,6 +225,7 @@ class Options:
   lora_rank: int = 8
   lora_alpha: float = 16.0
   lora_targets: str = r"^blocks_\d+/(attn|mlp)/\w+/kernel$"
+  sampler: str = "poisson"
   relation: str = "add_remove"
   max_noise_multiplier: float = 50.0
   calibration_seconds: float = 300.0
@@ -208,7 +237,10 @@ class Options:
   data_parallel: bool = True
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    d = dataclasses.asdict(self)
+    if self.sampler == "poisson":
+      del d["sampler"]   # Poisson runs keep the config hash they had before
+    return d             # the option existed (their ledgers still resume).
 
 
 def parse_options(config: api.SynthesisConfig) -> Options:
@@ -230,7 +262,16 @@ def parse_options(config: api.SynthesisConfig) -> Options:
         f"Expected option microbatch_size={o.microbatch_size} >= 0.")
   _validate.one_of("option clipping", o.clipping, ("vmap", "ghost"))
   _validate.one_of("option trainable", o.trainable, _TRAINABLE)
-  _validate.one_of("option relation", o.relation, _DP_RELATIONS)
+  _validate.one_of("option sampler", o.sampler, _SAMPLERS)
+  if o.sampler == "poisson":
+    _validate.one_of("option relation", o.relation, _DP_RELATIONS)
+  else:
+    check(o.relation in cyclic.RELATIONS,
+          f"Option relation={o.relation!r} is not supported with option "
+          f"sampler='cyclic'; expected one of {list(cyclic.RELATIONS)}.")
+    check(float(o.batch_size).is_integer(),
+          f"Option sampler=cyclic needs an integer option batch_size (the "
+          f"fixed batch size); got {o.batch_size}.")
   try:
     re.compile(o.lora_targets)
   except re.error as e:
@@ -255,11 +296,12 @@ class Plan:
     num_records: n, public train-record count (release manifest).
     num_docs: synthetic documents to write.
     steps: T.
-    expected_batch_size: B.
-    sampling_prob: q = B / n.
+    expected_batch_size: B (cyclic: the fixed batch size b), the public
+      normaliser.
+    sampling_prob: q = B / n (None for cyclic: no subsampling is claimed).
     noise_multiplier: sigma (noise std / sensitivity; 0 at epsilon = inf).
     clip_norm: C (inf at epsilon = inf).
-    relation: neighbouring relation.
+    relation: neighbouring relation (cyclic: replace_one | zero_out).
     planned_epsilon: epsilon of the T planned charges (fresh accountant).
     options: the validated options.
   """
@@ -269,20 +311,41 @@ class Plan:
   num_docs: int
   steps: int
   expected_batch_size: float
-  sampling_prob: float
+  sampling_prob: Optional[float]
   noise_multiplier: float
   clip_norm: float
   relation: str
   planned_epsilon: float
   options: Options
 
-  def make_sampler(self, seed: int, pad_unit: int) -> batch_sampling.PoissonSampler:
+  @property
+  def accounting_relation(self) -> str:
+    """The relation the ledger's accountant uses (cyclic zero_out: add/remove,
+    same Gaussian profile and sensitivity C)."""
+    if self.options.sampler == "cyclic":
+      return cyclic.accounting_relation(self.relation)
+    return self.relation
+
+  def cyclic_config(self) -> cyclic.CyclicConfig:
+    """sampler=cyclic: the one config that builds its batches and events."""
+    check(self.options.sampler == "cyclic",
+          f"Plan has sampler={self.options.sampler!r}, not 'cyclic'.")
+    return _cyclic_config(self.num_records, self.options,
+                          self.noise_multiplier)
+
+  def make_sampler(self, seed: int, pad_unit: int
+                   ) -> batch_sampling.PoissonSampler | cyclic.CyclicSampler:
+    if self.options.sampler == "cyclic":
+      return self.cyclic_config().sampler(seed, pad_unit)
     return batch_sampling.make_sampler("poisson", self.num_records,
                                  self.expected_batch_size, seed,
                                  pad_unit=pad_unit)
 
-  def step_event(self) -> dp_accounting.DpEvent:
-    """What the ledger charges for ONE step."""
+  def step_event(self, step: int = 0) -> dp_accounting.DpEvent:
+    """What the ledger charges BEFORE step `step` (Poisson: every step the
+    same; cyclic: the epoch's Gaussian at its first step, else NoOp)."""
+    if self.options.sampler == "cyclic":
+      return self.cyclic_config().step_event(step)
     return accounting.poisson_event(self.sampling_prob, self.noise_multiplier,
                                     1, self.relation)
 
@@ -290,9 +353,9 @@ class Plan:
     o = self.options
     return dpsgd.DpSgdConfig(
         clip_norm=self.clip_norm, noise_multiplier=self.noise_multiplier,
-        expected_batch_size=self.expected_batch_size, relation=self.relation,
-        sampler="poisson", clipping=o.clipping,
-        microbatch_size=o.microbatch_size or None)
+        expected_batch_size=self.expected_batch_size,
+        relation=self.accounting_relation, sampler=o.sampler,
+        clipping=o.clipping, microbatch_size=o.microbatch_size or None)
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -309,6 +372,16 @@ def composed_epsilon(step_event: dp_accounting.DpEvent, steps: int,
       dp_accounting.SelfComposedDpEvent(
           accounting.event_from_dict(accounting.event_to_dict(step_event)),
           steps), delta, relation, ACCOUNTANT, VDI)
+
+
+def _cyclic_config(n: int, o: Options,
+                   noise_multiplier: float) -> cyclic.CyclicConfig:
+  """E = ceil(T / K) epochs (K = ceil(n / b)) of fixed batches of b = B."""
+  b = int(o.batch_size)
+  epochs = cyclic.participations(-(-n // b), o.steps)
+  return cyclic.CyclicConfig(
+      num_examples=n, batch_size=b, epochs=epochs,
+      noise_multiplier=noise_multiplier, relation=o.relation, shuffle=True)
 
 
 _PLANS: dict = {}
@@ -338,33 +411,47 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
   check(o.batch_size <= n,
         f"Option batch_size={o.batch_size} exceeds the {n} private records "
         f"(q = B / n must be <= 1).")
-  q = o.batch_size / n
-  sampler = batch_sampling.make_sampler("poisson", n, o.batch_size, config.seed)
+  calibration = dict(time_limit_s=o.calibration_seconds,
+                     value_discretization_interval=VDI,
+                     max_sigma=o.max_noise_multiplier)
+  if o.sampler == "cyclic":
+    q = None
+    base = _cyclic_config(n, o, 0.0)
+    calibrate = lambda: base.calibrated(config.epsilon, delta,
+                                        **calibration).noise_multiplier
+    # The ledger's charges (one Gaussian per epoch, NoOps) compose to this.
+    eps_of = lambda s: accounting.epsilon(
+        _cyclic_config(n, o, s).dp_event(), delta, base.accounting_relation,
+        ACCOUNTANT, VDI)
+  else:
+    q = o.batch_size / n
+    sampler = batch_sampling.make_sampler("poisson", n, o.batch_size,
+                                          config.seed)
+    calibrate = lambda: dpsgd.calibrate(sampler, o.steps, config.epsilon,
+                                        delta, o.relation, **calibration)
+    event = lambda s: accounting.poisson_event(q, s, 1, o.relation)
+    eps_of = lambda s: composed_epsilon(event(s), o.steps, delta, o.relation)
   if math.isinf(config.epsilon):
     sigma, clip = 0.0, math.inf
   else:
     clip = o.clip_norm
     try:
-      sigma = dpsgd.calibrate(
-          sampler, o.steps, config.epsilon, delta, o.relation,
-          time_limit_s=o.calibration_seconds,
-          value_discretization_interval=VDI,
-          max_sigma=o.max_noise_multiplier)
+      sigma = calibrate()
     except accounting.CalibrationTimeout:
       raise
     except CbenchError as e:
       raise CbenchError(
           f"Infeasible: method={METHOD} cannot reach epsilon="
           f"{config.epsilon} (delta={delta:.3g}, n={n}, steps={o.steps}, "
-          f"batch_size={o.batch_size}) with noise_multiplier <= option "
-          f"max_noise_multiplier={o.max_noise_multiplier}: {e}") from e
-  event = lambda s: accounting.poisson_event(q, s, 1, o.relation)
-  eps = composed_epsilon(event(sigma), o.steps, delta, o.relation)
+          f"batch_size={o.batch_size}, sampler={o.sampler}) with "
+          f"noise_multiplier <= option max_noise_multiplier="
+          f"{o.max_noise_multiplier}: {e}") from e
+  eps = eps_of(sigma)
   for _ in range(100):   # never report above the target
     if eps <= config.epsilon:
       break
     sigma *= 1.0 + 1e-4
-    eps = composed_epsilon(event(sigma), o.steps, delta, o.relation)
+    eps = eps_of(sigma)
   else:
     raise CbenchError(f"Infeasible: method={METHOD} cannot fit epsilon="
                       f"{config.epsilon} (delta={delta:.3g}); raise "
@@ -535,13 +622,17 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
       and `p.num_records`); None for a normal run.
 
   Raises:
-    CbenchError: rows of the wrong shape or count, or a checkpoint beyond
-      the ledger's charges (a charge would be forgotten).
+    CbenchError: rows of the wrong shape or count, a checkpoint beyond
+      the ledger's charges (a charge would be forgotten), or an audit of a
+      cyclic run.
   """
   o = p.options
   check(rows.tokens.shape == (p.num_records, o.seq_len + 1),
         f"Expected {p.num_records} rows of seq_len + 1 = {o.seq_len + 1} "
         f"tokens; got {rows.tokens.shape}.")
+  check(audit is None or o.sampler == "poisson",
+        f"One-run audits support option sampler=poisson only; got "
+        f"sampler={o.sampler!r}.")
   sampler = p.make_sampler(seed, pad_unit(o, mesh))
   dp_cfg = p.dp_config()
   dpsgd.check_plan(dp_cfg, sampler)
@@ -601,7 +692,7 @@ def finetune(params: PyTree, model_config: config_lib.ModelConfig,
 
   noise_key = jax.random.fold_in(base_key, _NOISE_STREAM)
   charge = ledger_lib.StepChargeHook(
-      ledger, p.step_event(),
+      ledger, p.step_event() if o.sampler == "poisson" else p.step_event,
       meta={"noise_multiplier": p.noise_multiplier,
             "clip_norm": common.jsonable(p.clip_norm)},
       key_data=np.asarray(jax.random.key_data(noise_key)).tobytes())
@@ -659,9 +750,14 @@ def sample_documents(params: PyTree, model_config: config_lib.ModelConfig,
 
 
 def make_ledger_header(p: Plan, sampler, binding: dict) -> dict:
-  """The ledger header of a plan (relation, sampler, sigma, C, q, T, delta)."""
+  """The ledger header of a plan (relation, sampler, sigma, C, q, T, delta;
+  a cyclic plan adds its `CyclicConfig.describe()`)."""
+  extra = {}
+  if p.options.sampler == "cyclic":
+    extra["cyclic"] = common.jsonable(p.cyclic_config().describe())
   return ledger_lib.make_header(
-      relation=p.relation, sampler=sampler.describe(), accountant=ACCOUNTANT,
+      relation=p.accounting_relation, sampler=sampler.describe(),
+      accountant=ACCOUNTANT,
       delta=p.delta, config_hash=common.config_hash(binding), config=binding,
       value_discretization_interval=VDI, method=METHOD,
       noise_multiplier=p.noise_multiplier, clip_norm=common.jsonable(p.clip_norm),
@@ -669,7 +765,7 @@ def make_ledger_header(p: Plan, sampler, binding: dict) -> dict:
       expected_batch_size=p.expected_batch_size,
       target_epsilon=common.jsonable(p.target_epsilon),
       planned_epsilon=common.jsonable(p.planned_epsilon),
-      trainable=p.options.trainable, clipping=p.options.clipping)
+      trainable=p.options.trainable, clipping=p.options.clipping, **extra)
 
 
 def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
@@ -745,7 +841,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       charges=count, executed_steps=result.executed,
       expected_batch_size=p.expected_batch_size,
       sampling_prob=p.sampling_prob, clip_norm=common.jsonable(p.clip_norm),
-      trainable=o.trainable, clipping=o.clipping, seq_len=o.seq_len,
+      sampler=o.sampler, trainable=o.trainable, clipping=o.clipping,
+      seq_len=o.seq_len,
       truncated_docs=rows.truncated,
       params_sha256=params_sha256(result.params),
       train_seconds=result.seconds, sample_seconds=sample_seconds)

@@ -1,7 +1,8 @@
 r"""A tiny DP fine-tuning run that `kill_resume_test` SIGKILLs and restarts.
 
 `run_scenario(workdir)` trains a small random transformer on random token
-rows with `cbench.synthesis.dp_finetune.finetune` (Poisson batches, clipped
+rows with `cbench.synthesis.dp_finetune.finetune` (Poisson batches, or with
+``sampler="cyclic"`` fixed batches of 8 records, 8 steps per epoch; clipped
 and noised gradients, the write-ahead step ledger, orbax checkpoints, the
 one training loop) for `STEPS` steps, resuming from `workdir` if a previous
 run was killed. So that a watcher can kill it at a chosen point, it appends
@@ -19,7 +20,7 @@ steps slow enough to be hit.
 Run as a worker (what the test launches):
 
   python -m cbench.testing.kill_resume_worker --workdir=DIR \
-      [--cache_dir=DIR] [--step_delay=0.2]
+      [--cache_dir=DIR] [--step_delay=0.2] [--sampler=cyclic]
 
 ``--cache_dir`` turns on JAX's persistent compilation cache so restarts
 skip most compiles (the executables, hence the numbers, are identical).
@@ -71,17 +72,19 @@ def model_config():
                                 mlp_dim=32, max_len=32)
 
 
-def make_plan():
-  """A fixed plan (sigma given, not calibrated: no PLD search per start)."""
+def make_plan(sampler: str = "poisson"):
+  """A fixed plan (sigma given, not calibrated: no PLD search per start);
+  'cyclic' runs under replace_one (add_remove is not accounted for it)."""
+  relation = "replace_one" if sampler == "cyclic" else "add_remove"
   o = dpft.Options(steps=STEPS, batch_size=float(BATCH), clip_norm=CLIP,
                    seq_len=SEQ, pad_unit=PAD_UNIT,
                    checkpoint_every=CHECKPOINT_EVERY, log_every=1,
-                   learning_rate=1e-2)
-  q = BATCH / NUM_RECORDS
+                   learning_rate=1e-2, sampler=sampler, relation=relation)
+  q = None if sampler == "cyclic" else BATCH / NUM_RECORDS
   p = dpft.Plan(target_epsilon=math.nan, delta=1e-5, num_records=NUM_RECORDS,
                 num_docs=0, steps=STEPS, expected_batch_size=float(BATCH),
                 sampling_prob=q, noise_multiplier=SIGMA, clip_norm=CLIP,
-                relation="add_remove", planned_epsilon=math.nan, options=o)
+                relation=relation, planned_epsilon=math.nan, options=o)
   return p
 
 
@@ -118,8 +121,10 @@ def flat_params(params) -> dict[str, np.ndarray]:
           dpft._flatten(jax.device_get(params)).items()}  # pylint: disable=protected-access
 
 
-def run_scenario(workdir: str, step_delay: float = 0.0) -> dict:
-  """Trains (or resumes) to `STEPS`; returns params and counts.
+def run_scenario(workdir: str, step_delay: float = 0.0,
+                 sampler: str = "poisson") -> dict:
+  """Trains (or resumes) to `STEPS` with `sampler`; returns params and
+  counts.
 
   Returns:
     {"params": {path: array}, "executed": steps run by this call,
@@ -130,7 +135,7 @@ def run_scenario(workdir: str, step_delay: float = 0.0) -> dict:
   mesh = mesh_lib.make_mesh()
   cfg = model_config()
   params = registry.init_params_sharded(None, cfg, mesh, jax.random.key(0))
-  p = make_plan()
+  p = make_plan(sampler)
   sampler = p.make_sampler(SEED, dpft.pad_unit(p.options, mesh))
   header = dpft.make_ledger_header(p, sampler, {"scenario": "kill_resume",
                                                 "seed": SEED})
@@ -167,12 +172,14 @@ def main() -> None:
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--cache_dir", default=None)
   parser.add_argument("--step_delay", type=float, default=0.0)
+  parser.add_argument("--sampler", default="poisson",
+                      choices=("poisson", "cyclic"))
   args = parser.parse_args()
   if args.cache_dir:
     jax.config.update("jax_compilation_cache_dir", args.cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  run_scenario(args.workdir, args.step_delay)
+  run_scenario(args.workdir, args.step_delay, args.sampler)
 
 
 if __name__ == "__main__":
