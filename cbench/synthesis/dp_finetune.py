@@ -56,7 +56,9 @@ Training (`finetune`)
 Privacy
 -------
 * Relation ``add_remove`` (default; ``replace_one`` selectable), accountant
-  PLD (dp_accounting, ``value_discretization_interval`` = `VDI`). sigma is
+  PLD (dp_accounting; ``value_discretization_interval`` =
+  `accounting.discretization_interval` of the target: `VDI` up to ε = 10,
+  coarser above, recorded in the ledger header). sigma is
   calibrated from (epsilon, delta) by `dpsgd.calibrate` on the sampler's own
   event (bracketed bisection, never undershoots); the composed event the
   ledger will hold (T identical per-step charges) is then recomputed by a
@@ -364,14 +366,15 @@ class Plan:
 
 
 def composed_epsilon(step_event: dp_accounting.DpEvent, steps: int,
-                     delta: float, relation: str) -> float:
+                     delta: float, relation: str,
+                     value_discretization_interval: float = VDI) -> float:
   """epsilon of `steps` identical charges, as the ledger will compute it."""
   if steps == 0:
     return 0.0
   return accounting.epsilon(
       dp_accounting.SelfComposedDpEvent(
           accounting.event_from_dict(accounting.event_to_dict(step_event)),
-          steps), delta, relation, ACCOUNTANT, VDI)
+          steps), delta, relation, ACCOUNTANT, value_discretization_interval)
 
 
 def _cyclic_config(n: int, o: Options,
@@ -411,8 +414,9 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
   check(o.batch_size <= n,
         f"Option batch_size={o.batch_size} exceeds the {n} private records "
         f"(q = B / n must be <= 1).")
+  vdi = accounting.discretization_interval(config.epsilon)
   calibration = dict(time_limit_s=o.calibration_seconds,
-                     value_discretization_interval=VDI,
+                     value_discretization_interval=vdi,
                      max_sigma=o.max_noise_multiplier)
   if o.sampler == "cyclic":
     q = None
@@ -422,7 +426,7 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
     # The ledger's charges (one Gaussian per epoch, NoOps) compose to this.
     eps_of = lambda s: accounting.epsilon(
         _cyclic_config(n, o, s).dp_event(), delta, base.accounting_relation,
-        ACCOUNTANT, VDI)
+        ACCOUNTANT, vdi)
   else:
     q = o.batch_size / n
     sampler = batch_sampling.make_sampler("poisson", n, o.batch_size,
@@ -430,7 +434,8 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
     calibrate = lambda: dpsgd.calibrate(sampler, o.steps, config.epsilon,
                                         delta, o.relation, **calibration)
     event = lambda s: accounting.poisson_event(q, s, 1, o.relation)
-    eps_of = lambda s: composed_epsilon(event(s), o.steps, delta, o.relation)
+    eps_of = lambda s: composed_epsilon(event(s), o.steps, delta, o.relation,
+                                        vdi)
   if math.isinf(config.epsilon):
     sigma, clip = 0.0, math.inf
   else:
@@ -759,7 +764,8 @@ def make_ledger_header(p: Plan, sampler, binding: dict) -> dict:
       relation=p.accounting_relation, sampler=sampler.describe(),
       accountant=ACCOUNTANT,
       delta=p.delta, config_hash=common.config_hash(binding), config=binding,
-      value_discretization_interval=VDI, method=METHOD,
+      value_discretization_interval=accounting.discretization_interval(
+          p.target_epsilon), method=METHOD,
       noise_multiplier=p.noise_multiplier, clip_norm=common.jsonable(p.clip_norm),
       sampling_prob=p.sampling_prob, steps=p.steps,
       expected_batch_size=p.expected_batch_size,

