@@ -17,7 +17,9 @@ public constant s. Let f be the number of "row units" one neighbour changes:
   For InvisibleInk's DClip the null row can also be the public prompt
   itself (it contributes clip(pub - pub) = 0).
 * ``replace_one`` (f = 2): one row is replaced by another row; the mean
-  moves by <= 2c/s. InvisibleInk (Vinod et al. 2025) remarks the same
+  moves by <= 2c/s. Under keyed-hash batching the arriving record has its
+  own id, so a replacement changes one row in each of up to TWO batches;
+  the methods charge each round for both (`Plan.batches_per_neighbour`). InvisibleInk (Vinod et al. 2025) remarks the same
   doubling for replace-by-null when the null row is itself a clipped
   prompt (e.g. the public prompt under recentred clipping).
 * ``add_remove`` (f = 2 here): our batching has a fixed capacity of s

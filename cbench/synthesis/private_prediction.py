@@ -80,7 +80,11 @@ Privacy accounting
 * Neighbouring relation ``add_remove`` (default): a record's arrival or
   departure replaces at most one row of one batch (padding rows are public
   prompts), i.e. 2c/s for a clipped mean (see `pp_accounting`).
-  ``replace_one`` costs the same. ``zero_out`` (c/s, Amin et al.'s
+  ``replace_one`` changes one row in each of up to TWO batches per round
+  (batches are keyed hashes of record ids: the departing record's bucket
+  and the arriving record's bucket), so each round is charged twice the
+  per-document rho (`Plan.batches_per_neighbour`). ``zero_out`` (c/s, Amin
+  et al.'s convention; the record keeps its id, hence its batch)
   convention) is accepted only for ``invisible_ink``, whose null row IS the
   public prompt (DClip contributes exactly 0); the other methods cannot
   pass null rows through the shared decoder and refuse it.
@@ -487,12 +491,24 @@ class Plan:
   def docs_in_round(self, k: int) -> int:
     return min(self.num_batches, self.num_docs - k * self.num_batches)
 
+  @property
+  def batches_per_neighbour(self) -> int:
+    """Batches of one round that a neighbouring dataset can change.
+
+    2 under ``replace_one`` (the departing and the arriving record hash to
+    their own buckets, or fall in different clusters), else 1 (add/remove
+    touches the one bucket of the record; zero_out keeps the record's id,
+    hence its batch). Batches compose in parallel otherwise.
+    """
+    return 2 if self.options.relation == "replace_one" else 1
+
   def round_event(self) -> dp_accounting.DpEvent:
+    """One round's charge: each changed batch pays one document's rho."""
     if self.method == "public_only":
       return dp_accounting.NoOpDpEvent()
     if math.isinf(self.rho_per_document):
       return dp_accounting.NonPrivateDpEvent()
-    return ppa.zcdp_event(self.rho_per_document)
+    return ppa.zcdp_event(self.batches_per_neighbour * self.rho_per_document)
 
   def counts_event(self) -> Optional[dp_accounting.DpEvent]:
     if self.counts_laplace_scale is None:
@@ -689,7 +705,7 @@ def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
   for _ in range(20):
     rho_total = _rho_budget(target, delta, plan.fixed_event(), spent_by,
                             budget_options) * shrink
-    rho_doc = rho_total / rounds
+    rho_doc = rho_total / (rounds * plan.batches_per_neighbour)
     eps_doc = ppa.zcdp_epsilon(rho_doc, delta)
     params, rho = _derive_mechanism(method, eps_doc, delta, s, opts,
                                     vocab_size)

@@ -69,6 +69,37 @@ def test_planned_ledger_epsilon_never_exceeds_target(method, eps, num_docs):
     assert pp._ledger_epsilon(per_doc, plan.delta) > eps
 
 
+@pytest.mark.parametrize("method", ["invisible_ink", "cluster_median"])
+def test_replace_one_pays_for_every_batch_a_replacement_changes(method):
+  # Keyed-hash batching: replacing record x by x' (its own id) changes x's
+  # batch AND x''s batch; a round's charge must cover both.
+  ids = [f"r{i}" for i in range(200)]
+  key = b"k" * 32
+  def members(record_ids):
+    rows = batching.keyed_hash_batches(record_ids, key, 16, 13).rows
+    return [{record_ids[i] for i in row if i >= 0} for row in rows]
+
+  before = members(ids)
+  changed = []
+  for new in (f"new{j}" for j in range(50)):
+    after = members(ids[1:] + [new])
+    changed.append(sum(a != b for a, b in zip(before, after)))
+  worst = max(changed)
+  assert worst == 2
+  opts = (("batch_size", 64), ("relation", "replace_one"))
+  plan = pp.plan(_cfg(method, 10.0, 400, opts), N_RECORDS)
+  assert plan.batches_per_neighbour >= worst
+  assert plan.round_event() == ppa.zcdp_event(worst * plan.rho_per_document)
+  assert pp._ledger_epsilon(plan.planned_event(), plan.delta) <= 10.0
+  # Charging one batch per round (the old rule) would claim less than the
+  # mechanism spends on a replacement: the same documents, half the rho.
+  one_batch = ppa.zcdp_event(plan.rho_per_document * plan.rounds)
+  assert (pp._ledger_epsilon(one_batch, plan.delta)
+          < pp._ledger_epsilon(plan.planned_event(), plan.delta))
+  add = pp.plan(_cfg(method, 10.0, 400, (("batch_size", 64),)), N_RECORDS)
+  assert add.batches_per_neighbour == 1
+
+
 def test_auto_batch_size_rule_and_infeasible_epsilon():
   """`auto` picks the smallest s of the grid whose r (private tokens per
   document) reaches min_private_tokens: every smaller s gives fewer (or is
