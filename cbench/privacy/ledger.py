@@ -37,7 +37,7 @@ import importlib.metadata
 import json
 import math
 import os
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from dp_accounting import dp_event as dpe
 
@@ -225,14 +225,7 @@ class Ledger:
 
   def composed_event(self) -> dpe.DpEvent:
     """All charged events, identical ones grouped as SelfComposed."""
-    groups = collections.Counter(_canonical(r["event"]) for r in self._records)
-    events = []
-    for blob, n in sorted(groups.items()):
-      ev = accounting.event_from_dict(json.loads(blob))
-      events.append(ev if n == 1 else dpe.SelfComposedDpEvent(ev, n))
-    if not events:
-      return dpe.NoOpDpEvent()
-    return events[0] if len(events) == 1 else dpe.ComposedDpEvent(events)
+    return compose_events([r["event"] for r in self._records])
 
   def epsilon(self, delta: Optional[float] = None) -> float:
     """Epsilon recomputed by a fresh accountant from the persisted events."""
@@ -254,6 +247,29 @@ class Ledger:
             "accountant": self.header["accountant"],
             "versions": self.header["versions"],
             "config_hash": self.header["config_hash"]}
+
+
+def compose_events(events: Iterable[Union[dpe.DpEvent, Mapping]]
+                   ) -> dpe.DpEvent:
+  """`events` composed exactly as a ledger holding them as charges composes
+  them (`Ledger.composed_event`): identical events grouped as SelfComposed,
+  groups in canonical-JSON order. A plan that calibrates on this event gets
+  the ε its run's ledger will report (PLD's ε depends, in the last digits,
+  on the order of composition).
+
+  Args:
+    events: `DpEvent`s or their `accounting.event_to_dict` forms.
+  """
+  groups = collections.Counter(
+      _canonical(accounting.event_to_dict(e) if isinstance(e, dpe.DpEvent)
+                 else e) for e in events)
+  out = []
+  for blob, n in sorted(groups.items()):
+    ev = accounting.event_from_dict(json.loads(blob))
+    out.append(ev if n == 1 else dpe.SelfComposedDpEvent(ev, n))
+  if not out:
+    return dpe.NoOpDpEvent()
+  return out[0] if len(out) == 1 else dpe.ComposedDpEvent(out)
 
 
 def _fsync_dir(path: str) -> None:

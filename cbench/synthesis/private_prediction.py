@@ -159,11 +159,12 @@ A head ``d_model -> encoder_hidden -> encoder_dim`` (Dense layers,
 `cbench.contrastive.head`) on the fixed ``base`` states is trained on the
 private records: record i's two views are the base model's mean-pooled
 states of ``[bos] + first half`` and ``[bos] + second half`` of its first P
-ids (`encoder_views`); the loss is the summed InfoNCE of a batch, trained by
-Logit-DP (per-logit gradients clipped to C = ``encoder_clip``, summed,
-N(0, (σΔ)²) added with Δ = C(4 + 2(n-1)P_n) the replace-one-row
+ids (`common.encoder_views`); the loss is the summed InfoNCE of a batch,
+trained by Logit-DP (per-logit gradients clipped to C = ``encoder_clip``,
+summed, N(0, (σΔ)²) added with Δ = C(4 + 2(n-1)P_n) the replace-one-row
 sensitivity, divided by the public n = ``encoder_batch_size``, Adam) for
-E = ``encoder_epochs`` passes. Batches (`encoder_batches`): per epoch, the
+E = ``encoder_epochs`` passes (`common.train_encoder`, shared with
+private_evolution). Batches (`common.encoder_batches`): per epoch, the
 records are split by keyed hash (a fresh key per epoch) into
 ``ceil(n_records / n)`` buckets of fixed capacity n; overflow is dropped and
 free rows are padding rows holding the views of the empty text (public), so
@@ -244,7 +245,6 @@ from cbench.decoding import decoder
 from cbench.io import files
 from cbench.models import minilm
 from cbench.models import model_store
-from cbench.models import registry
 from cbench.parallel import mesh as mesh_lib
 from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
@@ -261,11 +261,9 @@ METHODS = ("public_only", "private_prediction", "invisible_ink",
            "cluster_median")
 EMBEDDERS = ("base", "minilm", "dp_tuned")
 _ROUND_STREAM, _CENTRE_STREAM, _ENCODER_STREAM = 1, 2, 3
-_EMBED_CHUNK = 128
 _MINILM_BATCH = 64
 _LEDGER_RELATION = "add_remove"   # composition semantics of the ZCDp events
 _ACCOUNTANT = "rdp"
-_MAX_ENCODER_SIGMA = 1e4
 
 
 # ---------------------------------------------------------------------------
@@ -415,26 +413,13 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   check(0.0 < opts.counts_epsilon_share < 1.0,
         f"Expected 0 < option counts_epsilon_share="
         f"{opts.counts_epsilon_share} < 1.")
-  check(0.0 < opts.encoder_epsilon_share < 1.0,
-        f"Expected 0 < option encoder_epsilon_share="
-        f"{opts.encoder_epsilon_share} < 1.")
+  common.check_encoder_options(opts)
   if opts.embedder == "dp_tuned":
     check(opts.counts_epsilon_share + opts.encoder_epsilon_share < 1.0,
           f"Infeasible: options counts_epsilon_share="
           f"{opts.counts_epsilon_share} + encoder_epsilon_share="
           f"{opts.encoder_epsilon_share} >= 1 leave nothing for the "
           f"documents; lower encoder_epsilon_share.")
-  check(opts.encoder_batch_size >= 2,
-        f"Expected option encoder_batch_size={opts.encoder_batch_size} "
-        f">= 2.")
-  for name in ("encoder_epochs", "encoder_hidden", "encoder_dim"):
-    check(getattr(opts, name) >= 1,
-          f"Expected option {name}={getattr(opts, name)} >= 1.")
-  for name in ("encoder_clip", "encoder_learning_rate",
-               "encoder_temperature"):
-    _validate.positive(f"option {name}", getattr(opts, name))
-  check(math.isfinite(opts.encoder_clip),
-        f"Expected a finite option encoder_clip={opts.encoder_clip}.")
   for name in ("clip", "public_temperature", "temperature",
                "min_temperature", "max_temperature"):
     _validate.positive(f"option {name}", getattr(opts, name))
@@ -521,21 +506,14 @@ class Plan:
     """The dp_tuned head's event (add/remove units; see module doc)."""
     if self.encoder is None:
       return None
-    return head_lib.dp_event(self.encoder["noise_multiplier"],
-                             self.encoder["epochs"],
-                             self.encoder["batches_per_epoch"])
+    return common.encoder_event(self.encoder)
 
   def head_config(self) -> head_lib.HeadConfig:
     """The dp_tuned head's `HeadConfig` (raises without one)."""
     check(self.encoder is not None,
           f"The plan has no dp_tuned encoder (embedder="
           f"{self.options.embedder}).")
-    e = self.encoder
-    return head_lib.HeadConfig(
-        hidden=e["hidden"], dim=e["dim"], batch_size=e["batch_size"],
-        epochs=e["epochs"], clip_norm=e["clip"],
-        noise_multiplier=e["noise_multiplier"],
-        temperature=e["temperature"], learning_rate=e["learning_rate"])
+    return common.head_config(self.encoder)
 
   def fixed_event(self) -> Optional[dp_accounting.DpEvent]:
     """The charges made before any document (counts, encoder), or None."""
@@ -620,59 +598,6 @@ def _derive_mechanism(method: str, eps_doc: float, delta: float, s: int,
   raise CbenchError(f"Unknown method {method!r}.")
 
 
-def _encoder_sigma(budget: float, delta: float, epochs: int,
-                   batches_per_epoch: int, share: float) -> float:
-  """Smallest sigma found (relative width 1e-3) whose ledger ε of the
-  head's event is <= `budget`; the returned sigma's ε was computed <= it."""
-  def eps(sigma: float) -> float:
-    return _ledger_epsilon(
-        head_lib.dp_event(sigma, epochs, batches_per_epoch), delta)
-
-  hi = 1.0
-  while eps(hi) > budget:
-    hi *= 2.0
-    if hi > _MAX_ENCODER_SIGMA:
-      raise CbenchError(
-          f"Infeasible: option encoder_epsilon_share={share} leaves the "
-          f"dp_tuned encoder epsilon={budget:.3g}, which needs a noise "
-          f"multiplier above {_MAX_ENCODER_SIGMA:g}; raise epsilon or "
-          f"encoder_epsilon_share.")
-  lo = hi / 2.0
-  while eps(lo) <= budget:
-    hi, lo = lo, lo / 2.0
-  while hi / lo - 1.0 > 1e-3:
-    mid = math.sqrt(lo * hi)
-    if eps(mid) <= budget:
-      hi = mid
-    else:
-      lo = mid
-  return hi
-
-
-def _encoder_plan(opts: Options, n: int, target: float,
-                  delta: float) -> dict:
-  """embedder=dp_tuned's head: public hyper-parameters and sigma, derived
-  from ``encoder_epsilon_share * target`` (see "DP-tuned encoder")."""
-  per_epoch = 1 if opts.relation == "add_remove" else 2
-  sigma = (0.0 if math.isinf(target) else
-           _encoder_sigma(opts.encoder_epsilon_share * target, delta,
-                          opts.encoder_epochs, per_epoch,
-                          opts.encoder_epsilon_share))
-  cfg = head_lib.HeadConfig(
-      hidden=opts.encoder_hidden, dim=opts.encoder_dim,
-      batch_size=opts.encoder_batch_size, epochs=opts.encoder_epochs,
-      clip_norm=opts.encoder_clip, noise_multiplier=sigma,
-      temperature=opts.encoder_temperature,
-      learning_rate=opts.encoder_learning_rate)
-  return {"noise_multiplier": sigma, "epochs": cfg.epochs,
-          "batches_per_epoch": per_epoch, "batch_size": cfg.batch_size,
-          "num_batches": -(-n // cfg.batch_size), "clip": cfg.clip_norm,
-          "temperature": cfg.temperature,
-          "learning_rate": cfg.learning_rate, "hidden": cfg.hidden,
-          "dim": cfg.dim, "epsilon_share": opts.encoder_epsilon_share,
-          "sensitivity": cfg.sensitivity, "noise_std": cfg.noise_std}
-
-
 def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
                    delta: float, s: int, vocab_size: Optional[int]) -> Plan:
   method, target = config.method, config.epsilon
@@ -689,7 +614,9 @@ def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
   spent_by, budget_options = ("the DP cluster counts",
                               "option counts_epsilon_share")
   if method == "cluster_median" and opts.embedder == "dp_tuned":
-    encoder = _encoder_plan(opts, n, target, delta)
+    encoder = common.encoder_plan(
+        opts, n, target, lambda event: _ledger_epsilon(event, delta),
+        batches_per_epoch=1 if opts.relation == "add_remove" else 2)
     spent_by = "the DP cluster counts and the dp_tuned encoder"
     budget_options = "options counts_epsilon_share, encoder_epsilon_share"
   plan = Plan(method=method, target_epsilon=target, delta=delta,
@@ -859,68 +786,25 @@ def _left_pad(rows: list[list[int]], width: int, pad: int) -> np.ndarray:
   return out
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _mean_hidden(params, tokens, valid, *, config):
-  return registry.make_model(config).apply({"params": params}, tokens, valid,
-                                          method="mean_hidden")
-
-
-def embed_token_rows(params, config, rows: Sequence[Sequence[int]],
-                     width: int, chunk: int = _EMBED_CHUNK) -> np.ndarray:
-  """``[len(rows), d]`` float64 mean-pooled states (fixed-shape chunks)."""
-  out = []
-  for start in range(0, len(rows), chunk):
-    part = rows[start:start + chunk]
-    toks = np.zeros((chunk, width), np.int32)
-    for i, r in enumerate(part):
-      r = list(r)[:width]
-      toks[i, :len(r)] = r
-    valid = np.zeros((chunk, width), bool)
-    for i, r in enumerate(part):
-      valid[i, :min(len(r), width)] = True
-    h = _mean_hidden(params, toks, valid, config=config)
-    out.append(np.asarray(jax.device_get(h), np.float64)[:len(part)])
-  return np.concatenate(out) if out else np.zeros((0, config.d_model))
-
-
-@dataclasses.dataclass(frozen=True)
-class TunedHead:
-  """embedder=dp_tuned's trained head (charged before it is used)."""
-  config: head_lib.HeadConfig
-  params: Any
-
-
 def _embed_width(o: Options) -> int:
   return -(-(o.prompt_tokens + 1) // 16) * 16
 
 
 def _embed(bundle, o: Options, ids: Sequence[Sequence[int]],
-           head: Optional[TunedHead] = None) -> np.ndarray:
+           head: Optional[common.TunedHead] = None) -> np.ndarray:
   """``[len(ids), d]`` float64 embeddings of token-id texts (each without
   BOS, at most P ids) by the option's embedder (dp_tuned: the charged
   `head` on the base states)."""
   tok = bundle.tokenizer
   if o.embedder == "minilm":
     return embed_texts_minilm([tok.decode(list(x)) for x in ids])
-  base = embed_token_rows(bundle.params, bundle.config,
-                          [[tok.bos_id, *x] for x in ids], _embed_width(o))
+  base = common.embed_token_rows(bundle.params, bundle.config,
+                                 [[tok.bos_id, *x] for x in ids],
+                                 _embed_width(o))
   if o.embedder == "dp_tuned":
     check(head is not None, "embedder=dp_tuned needs its charged head.")
-    return head_lib.embed(head.config, head.params, base)
+    return head.embed(base)
   return base
-
-
-def encoder_views(bundle, o: Options, ids: Sequence[Sequence[int]]
-                  ) -> tuple[np.ndarray, np.ndarray]:
-  """The two views of each text, ``[len(ids), d_model]`` float64 each: the
-  base model's mean-pooled states of ``[bos] + first half`` and of
-  ``[bos] + second half`` of its ids (halves split at ``len // 2``)."""
-  tok = bundle.tokenizer
-  rows = ([[tok.bos_id, *x[:len(x) // 2]] for x in ids]
-          + [[tok.bos_id, *x[len(x) // 2:]] for x in ids])
-  both = embed_token_rows(bundle.params, bundle.config, rows,
-                          _embed_width(o))
-  return both[:len(ids)], both[len(ids):]
 
 
 def embed_texts_minilm(texts: Sequence[str],
@@ -1188,7 +1072,8 @@ def _truncated_ids(tok, texts: list[str], n_tokens: int) -> list[list[int]]:
 
 def _public_centres(bundle, p: Plan, key, mesh, seed: int,
                     public: Sequence[int],
-                    head: Optional[TunedHead] = None) -> np.ndarray:
+                    head: Optional[common.TunedHead] = None
+                    ) -> np.ndarray:
   """k-means centres of public samples from the public prompt (no private
   data); the generated ids alone are embedded (dp_tuned: by the charged
   head, post-processing)."""
@@ -1210,48 +1095,6 @@ def _public_centres(bundle, p: Plan, key, mesh, seed: int,
                                 o.kmeans_iterations)
 
 
-def _encoder_batching_key(seed: int, epoch: int) -> bytes:
-  return hashlib.sha256(
-      f"cbench/pp-encoder-batching/{seed}/{epoch}".encode()).digest()
-
-
-def encoder_batches(record_ids: Sequence, p: Plan, seed: int) -> np.ndarray:
-  """int64 ``[epochs, num_batches, n]`` rows of the head's training, -1 =
-  padding: per epoch, fixed-capacity keyed-hash batches (a fresh key per
-  epoch, overflow dropped), so each record is in at most one batch per
-  epoch and adding or removing one changes one row of one batch."""
-  e = p.encoder
-  return np.stack([batching.keyed_hash_batches(
-      record_ids, _encoder_batching_key(seed, k), e["batch_size"],
-      e["num_batches"]).rows for k in range(e["epochs"])])
-
-
-def _train_head(config, p: Plan, bundle, ids: Sequence[str],
-                texts: Sequence[Sequence[int]], ledger, seed_key
-                ) -> TunedHead:
-  """Trains the dp_tuned head on the private records and charges its event
-  (``encoder``) before returning it; deterministic in (seed, data), so a
-  resumed run recomputes the same head and its charge is a no-op."""
-  cfg = p.head_config()
-  views_a, views_b = encoder_views(bundle, p.options, texts)
-  pad_a, pad_b = encoder_views(bundle, p.options, [[]])   # public
-  key = jax.random.fold_in(seed_key, _ENCODER_STREAM)
-  params = head_lib.init(cfg, views_a.shape[1], jax.random.fold_in(key, 0))
-  params = head_lib.train(cfg, params, views_a, views_b,
-                          np.concatenate([pad_a, pad_b]),
-                          encoder_batches(ids, p, config.seed),
-                          jax.random.fold_in(key, 1))
-  e = p.encoder
-  _charge(ledger, "encoder", p.encoder_event(),
-          {"params_sha256": head_lib.params_sha256(params),
-           "noise_multiplier": e["noise_multiplier"],
-           "noise_std": e["noise_std"], "epochs": e["epochs"],
-           "batches_per_epoch": e["batches_per_epoch"],
-           "batch_size": e["batch_size"], "num_batches": e["num_batches"],
-           "relation": p.options.relation})
-  return TunedHead(config=cfg, params=params)
-
-
 def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
                   seed_key, mesh, public: Sequence[int]) -> batching.Batches:
   ids = [r["id"] for r in records]
@@ -1264,7 +1107,12 @@ def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
   texts = _truncated_ids(tok, [r["text"] for r in records], o.prompt_tokens)
   head = None
   if o.embedder == "dp_tuned":   # charged here, before any use
-    head = _train_head(config, p, bundle, ids, texts, ledger, seed_key)
+    head = common.train_encoder(
+        bundle, p.encoder, texts,
+        common.encoder_batches(ids, p.encoder, config.seed, "pp"),
+        jax.random.fold_in(seed_key, _ENCODER_STREAM),
+        functools.partial(_charge, ledger), width=_embed_width(o),
+        relation=o.relation)
   centres = _public_centres(bundle, p, jax.random.fold_in(
       seed_key, _CENTRE_STREAM), mesh, config.seed, public, head)
   emb = _embed(bundle, o, texts, head)
