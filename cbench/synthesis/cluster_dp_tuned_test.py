@@ -135,6 +135,10 @@ def _crash_at(k_crash):
   return hook
 
 
+# About 50 s on an idle 2-core machine (twice that loaded): slow. The same
+# shared encoder code's charge-first order and resume run in the default
+# suite through Private Evolution (`pe_dp_tuned_test.py`).
+@pytest.mark.slow
 def test_encoder_is_charged_first_and_resume_never_charges_twice(
     demo_release_dir, micro_base_dir, tmp_path, monkeypatch):
   cfg = _cfg(extra=SMALL_HEAD)
