@@ -18,7 +18,7 @@ import pytest
 from cbench._validate import CbenchError
 from cbench.models import minilm
 from cbench.synthesis import api
-from cbench.synthesis import common
+from cbench.synthesis import dp_encoder
 from cbench.synthesis import private_prediction as pp
 
 TINY = (("batch_size", 4), ("num_batches", 3), ("prompt_tokens", 24),
@@ -95,7 +95,7 @@ def test_cluster_median_routes_through_the_chosen_embedder(
     demo_release_dir, micro_base_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(minilm, "REQUIRED", {})    # as if installed
   calls = {"text": [], "token": 0}
-  real_rows = common.embed_token_rows
+  real_rows = dp_encoder.embed_token_rows
 
   def text_spy(texts, batch_size=64):
     calls["text"].append(list(texts))
@@ -105,7 +105,7 @@ def test_cluster_median_routes_through_the_chosen_embedder(
     calls["token"] += 1
     return real_rows(*args, **kwargs)
   monkeypatch.setattr(pp, "embed_texts_minilm", text_spy)
-  monkeypatch.setattr(common, "embed_token_rows", token_spy)
+  monkeypatch.setattr(dp_encoder, "embed_token_rows", token_spy)
   out = str(tmp_path / "m" / "synth.jsonl")
   summary = api.synthesize(demo_release_dir, micro_base_dir,
                            _cfg(embedder="minilm"), out)

@@ -27,6 +27,7 @@ from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api
 from cbench.synthesis import common
+from cbench.synthesis import dp_encoder
 from cbench.synthesis import private_evolution as pe
 
 TINY = (("iterations", 2), ("max_new_tokens", 12), ("embed_tokens", 8),
@@ -77,7 +78,7 @@ def test_plan_splits_the_target_and_the_ledger_composes_within_it(tmp_path):
       delta=p.delta, config_hash="test",
       value_discretization_interval=accounting.discretization_interval(EPS))
   with ledger_lib.Ledger.open(str(tmp_path / "l.jsonl"), header) as led:
-    led.charge(common.ENCODER_ENTRY, p.encoder_event())
+    led.charge(dp_encoder.ENCODER_ENTRY, p.encoder_event())
     for t in range(2):
       led.charge(f"iteration:{t}", p.iteration_event())
     assert led.epsilon() == p.planned_epsilon
@@ -184,7 +185,7 @@ def test_encoder_is_charged_first_and_resume_never_charges_twice(
   plan = header["config"]["plan"]               # the run's bound plan
   assert header["embedder"] == "dp_tuned"
   assert records[0]["event"] == accounting.event_to_dict(
-      common.encoder_event(plan["encoder"]))
+      dp_encoder.encoder_event(plan["encoder"]))
   assert records[0]["meta"]["noise_multiplier"] == (
       plan["encoder"]["noise_multiplier"])
   # Resume: the head is retrained from the seed (the same head, so the
@@ -218,7 +219,7 @@ def test_embed_goes_through_the_charged_head(micro_base_dir):
     pe.embed(bundle, texts, o)
   cfg = head_lib.HeadConfig(hidden=16, dim=8)
   params = head_lib.init(cfg, base.shape[1], jax.random.key(0))
-  tuned = pe.embed(bundle, texts, o, common.TunedHead(cfg, params))
+  tuned = pe.embed(bundle, texts, o, dp_encoder.TunedHead(cfg, params))
   assert tuned.dtype == np.float32 and tuned.shape == (3, 8)
   np.testing.assert_allclose(np.linalg.norm(tuned, axis=1), 1.0, atol=1e-5)
   np.testing.assert_allclose(

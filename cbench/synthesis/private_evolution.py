@@ -42,7 +42,7 @@ recomputation draws the same noise and is never charged twice.
 
 DP-tuned encoder (``embedder=dp_tuned``)
 ----------------------------------------
-cluster_median's head (`common.train_encoder`; its mechanism, relation and
+cluster_median's head (`dp_encoder.train_encoder`; its mechanism, relation and
 event are documented in private_prediction's "DP-tuned encoder"): a
 `cbench.contrastive.head` projection ``d_model -> encoder_hidden ->
 encoder_dim`` of the base states, trained with Logit-DP on two views per
@@ -101,6 +101,7 @@ from cbench.privacy import accounting
 from cbench.privacy import ledger as ledger_lib
 from cbench.synthesis import api
 from cbench.synthesis import common
+from cbench.synthesis import dp_encoder
 from cbench.text import prompts as prompt_lib
 
 log = logging.getLogger("cbench")
@@ -190,7 +191,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   check(math.isfinite(o.threshold) and o.threshold >= 0,
         f"Expected a finite option threshold={o.threshold} >= 0.")
   _validate.one_of("option embedder", o.embedder, EMBEDDERS)
-  common.check_encoder_options(o)
+  dp_encoder.check_encoder_options(o)
   return o
 
 
@@ -201,7 +202,7 @@ class Plan:
   Attributes:
     noise_multiplier: σ of each vote (0 at ε = inf).
     planned_epsilon: the ledger ε of every charge of a complete run.
-    encoder: embedder=dp_tuned's head (`common.encoder_plan`: its σ_e,
+    encoder: embedder=dp_tuned's head (`dp_encoder.encoder_plan`: its σ_e,
       epochs, batch size, Δ, ...); None with the base embedder.
   """
   target_epsilon: float
@@ -223,7 +224,7 @@ class Plan:
     """The dp_tuned head's event (add/remove), or None."""
     if self.encoder is None:
       return None
-    return common.encoder_event(self.encoder)
+    return dp_encoder.encoder_event(self.encoder)
 
   def planned_event(self) -> dp_accounting.DpEvent:
     """Every charge of a complete run (head + T votes), composed."""
@@ -269,12 +270,12 @@ def plan(config: api.SynthesisConfig, num_records: int) -> Plan:
 
   encoder = None
   if o.embedder == "dp_tuned":      # raises naming encoder_epsilon_share
-    encoder = common.encoder_plan(o, num_records, config.epsilon,
+    encoder = dp_encoder.encoder_plan(o, num_records, config.epsilon,
                                   ledger_epsilon)
   if math.isinf(config.epsilon):
     return Plan(math.inf, delta, num_records, config.num_docs, 0.0, math.inf,
                 o, encoder)
-  enc_event = None if encoder is None else common.encoder_event(encoder)
+  enc_event = None if encoder is None else dp_encoder.encoder_event(encoder)
   try:
     sigma = accounting.calibrate_noise_multiplier(
         lambda s: _planned(s, o.iterations, enc_event), config.epsilon,
@@ -354,14 +355,14 @@ def _embed_width(o: Options) -> int:
 
 
 def embed(bundle, texts: Sequence[str], o: Options,
-          head: Optional[common.TunedHead] = None) -> np.ndarray:
+          head: Optional[dp_encoder.TunedHead] = None) -> np.ndarray:
   """``[len(texts), d]`` float32 embeddings of the first embed_tokens ids:
   the base model's mean-pooled states (d = d_model), or with
   embedder=dp_tuned the charged `head`'s unit-norm outputs on them
   (d = encoder_dim; post-processing)."""
   tok = bundle.tokenizer
   rows = [[tok.bos_id, *ids] for ids in _encode(tok, texts, o.embed_tokens)]
-  base = common.embed_token_rows(
+  base = dp_encoder.embed_token_rows(
       bundle.params, bundle.config, rows, _embed_width(o), o.embed_chunk
   ).astype(np.float32)
   if o.embedder == "dp_tuned":
@@ -477,9 +478,9 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
   with common.open_run(run_files, header, METHOD) as ledger:
     head = None
     if p.encoder is not None:     # trained and charged before any use
-      head = common.train_encoder(
+      head = dp_encoder.train_encoder(
           bundle, p.encoder, _encode(bundle.tokenizer, texts, o.embed_tokens),
-          common.encoder_batches([r["id"] for r in records], p.encoder,
+          dp_encoder.encoder_batches([r["id"] for r in records], p.encoder,
                                  config.seed, "pe"),
           jax.random.fold_in(key, _ENCODER_STREAM), ledger.charge,
           width=_embed_width(o), relation="add_remove")
@@ -529,7 +530,7 @@ def run(release_dir: str, base_dir: str, config: api.SynthesisConfig,
                "threshold)", METHOD, t + 1, o.iterations,
                int(np.sum(counts >= o.threshold)))
     common.require_charges(
-        ledger, ([common.ENCODER_ENTRY] if p.encoder is not None else [])
+        ledger, ([dp_encoder.ENCODER_ENTRY] if p.encoder is not None else [])
         + [f"iteration:{t}" for t in range(o.iterations)], run_files.ledger)
     eps = ledger.epsilon()
   num_docs = common.write_documents(

@@ -159,12 +159,12 @@ A head ``d_model -> encoder_hidden -> encoder_dim`` (Dense layers,
 `cbench.contrastive.head`) on the fixed ``base`` states is trained on the
 private records: record i's two views are the base model's mean-pooled
 states of ``[bos] + first half`` and ``[bos] + second half`` of its first P
-ids (`common.encoder_views`); the loss is the summed InfoNCE of a batch,
+ids (`dp_encoder.encoder_views`); the loss is the summed InfoNCE of a batch,
 trained by Logit-DP (per-logit gradients clipped to C = ``encoder_clip``,
 summed, N(0, (σΔ)²) added with Δ = C(4 + 2(n-1)P_n) the replace-one-row
 sensitivity, divided by the public n = ``encoder_batch_size``, Adam) for
-E = ``encoder_epochs`` passes (`common.train_encoder`, shared with
-private_evolution). Batches (`common.encoder_batches`): per epoch, the
+E = ``encoder_epochs`` passes (`dp_encoder.train_encoder`, shared with
+private_evolution). Batches (`dp_encoder.encoder_batches`): per epoch, the
 records are split by keyed hash (a fresh key per epoch) into
 ``ceil(n_records / n)`` buckets of fixed capacity n; overflow is dropped and
 free rows are padding rows holding the views of the empty text (public), so
@@ -252,6 +252,7 @@ from cbench.privacy import pp_accounting as ppa
 from cbench.synthesis import api
 from cbench.synthesis import batching
 from cbench.synthesis import common
+from cbench.synthesis import dp_encoder
 from cbench.synthesis import private_samplers
 from cbench.text import prompts as prompts_lib
 
@@ -413,7 +414,7 @@ def parse_options(config: api.SynthesisConfig) -> Options:
   check(0.0 < opts.counts_epsilon_share < 1.0,
         f"Expected 0 < option counts_epsilon_share="
         f"{opts.counts_epsilon_share} < 1.")
-  common.check_encoder_options(opts)
+  dp_encoder.check_encoder_options(opts)
   if opts.embedder == "dp_tuned":
     check(opts.counts_epsilon_share + opts.encoder_epsilon_share < 1.0,
           f"Infeasible: options counts_epsilon_share="
@@ -506,14 +507,14 @@ class Plan:
     """The dp_tuned head's event (add/remove units; see module doc)."""
     if self.encoder is None:
       return None
-    return common.encoder_event(self.encoder)
+    return dp_encoder.encoder_event(self.encoder)
 
   def head_config(self) -> head_lib.HeadConfig:
     """The dp_tuned head's `HeadConfig` (raises without one)."""
     check(self.encoder is not None,
           f"The plan has no dp_tuned encoder (embedder="
           f"{self.options.embedder}).")
-    return common.head_config(self.encoder)
+    return dp_encoder.head_config(self.encoder)
 
   def fixed_event(self) -> Optional[dp_accounting.DpEvent]:
     """The charges made before any document (counts, encoder), or None."""
@@ -614,7 +615,7 @@ def _plan_for_size(config: api.SynthesisConfig, opts: Options, n: int,
   spent_by, budget_options = ("the DP cluster counts",
                               "option counts_epsilon_share")
   if method == "cluster_median" and opts.embedder == "dp_tuned":
-    encoder = common.encoder_plan(
+    encoder = dp_encoder.encoder_plan(
         opts, n, target, lambda event: _ledger_epsilon(event, delta),
         batches_per_epoch=1 if opts.relation == "add_remove" else 2)
     spent_by = "the DP cluster counts and the dp_tuned encoder"
@@ -791,14 +792,14 @@ def _embed_width(o: Options) -> int:
 
 
 def _embed(bundle, o: Options, ids: Sequence[Sequence[int]],
-           head: Optional[common.TunedHead] = None) -> np.ndarray:
+           head: Optional[dp_encoder.TunedHead] = None) -> np.ndarray:
   """``[len(ids), d]`` float64 embeddings of token-id texts (each without
   BOS, at most P ids) by the option's embedder (dp_tuned: the charged
   `head` on the base states)."""
   tok = bundle.tokenizer
   if o.embedder == "minilm":
     return embed_texts_minilm([tok.decode(list(x)) for x in ids])
-  base = common.embed_token_rows(bundle.params, bundle.config,
+  base = dp_encoder.embed_token_rows(bundle.params, bundle.config,
                                  [[tok.bos_id, *x] for x in ids],
                                  _embed_width(o))
   if o.embedder == "dp_tuned":
@@ -1072,7 +1073,7 @@ def _truncated_ids(tok, texts: list[str], n_tokens: int) -> list[list[int]]:
 
 def _public_centres(bundle, p: Plan, key, mesh, seed: int,
                     public: Sequence[int],
-                    head: Optional[common.TunedHead] = None
+                    head: Optional[dp_encoder.TunedHead] = None
                     ) -> np.ndarray:
   """k-means centres of public samples from the public prompt (no private
   data); the generated ids alone are embedded (dp_tuned: by the charged
@@ -1107,9 +1108,9 @@ def _make_batches(config, p: Plan, bundle, records: list[dict], ledger,
   texts = _truncated_ids(tok, [r["text"] for r in records], o.prompt_tokens)
   head = None
   if o.embedder == "dp_tuned":   # charged here, before any use
-    head = common.train_encoder(
+    head = dp_encoder.train_encoder(
         bundle, p.encoder, texts,
-        common.encoder_batches(ids, p.encoder, config.seed, "pp"),
+        dp_encoder.encoder_batches(ids, p.encoder, config.seed, "pp"),
         jax.random.fold_in(seed_key, _ENCODER_STREAM),
         functools.partial(_charge, ledger), width=_embed_width(o),
         relation=o.relation)
