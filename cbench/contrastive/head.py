@@ -138,7 +138,11 @@ def dp_event(noise_multiplier: float, epochs: int,
 
 
 class Dense(nn.Module):
-  """x @ kernel + bias, instrumented for ghost norms (`logit_dp.GhostEmbed`)."""
+  """x @ kernel + bias, instrumented for ghost norms (`logit_dp.GhostEmbed`).
+
+  The one instrumented Dense layer of `cbench.contrastive` (the probe's
+  encoder uses it too).
+  """
   features: int
 
   @nn.compact

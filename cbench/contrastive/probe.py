@@ -43,6 +43,7 @@ import optax
 
 from cbench._validate import check, one_of
 from cbench.contrastive import data as data_lib
+from cbench.contrastive import head as head_lib
 from cbench.io import files
 from cbench.privacy import accounting
 from cbench.privacy import logit_dp
@@ -124,19 +125,6 @@ class ProbeConfig:
     return self.num_train // self.batch_size
 
 
-class Dense(nn.Module):
-  """x @ kernel + bias, instrumented for ghost norms (`logit_dp.GhostEmbed`)."""
-  features: int
-
-  @nn.compact
-  def __call__(self, x):
-    k = self.param("kernel", nn.initializers.lecun_normal(),
-                   (x.shape[-1], self.features))
-    b = self.param("bias", nn.initializers.zeros, (self.features,))
-    self.sow("intermediates", "inputs", x)
-    return self.perturb("out", x @ k + b)
-
-
 class Encoder(nn.Module):
   """MLP: x -> relu -> representation (rep_dim) -> projection (proj_dim)."""
   hidden: int
@@ -145,11 +133,11 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, features: bool = False):
-    h = nn.relu(Dense(self.hidden, name="dense1")(x))
-    r = nn.relu(Dense(self.rep_dim, name="dense2")(h))
+    h = nn.relu(head_lib.Dense(self.hidden, name="dense1")(x))
+    r = nn.relu(head_lib.Dense(self.rep_dim, name="dense2")(h))
     if features:
       return r
-    return Dense(self.proj_dim, name="head")(r)
+    return head_lib.Dense(self.proj_dim, name="head")(r)
 
 
 def _encoder(config: ProbeConfig) -> Encoder:
